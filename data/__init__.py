@@ -1,0 +1,1 @@
+"""Data: image I/O, blur-kernel generator, sharp-image sources, synthetic and paired datasets."""
