@@ -1,0 +1,161 @@
+"""KernelSpace: the encoded blur-kernel space, G and F together with their shared PreprocessBlock.
+
+Images are float tensors (B, 3, H, W) in [0, 1] of any size: they are padded (reflect, bottom and
+right) to a multiple of 128 inside and the outputs are cropped back. The code map has
+``kernel_dim × ceil(H/128) × ceil(W/128)`` cells.
+
+Code resampling rule: a code extracted at one size is applied to an image of another size by
+resizing the code map to the target's grid with bilinear interpolation (antialiased when
+shrinking, ``align_corners=False``). A 1×1 code (a single, spatially uniform blur) is therefore
+replicated over the target's grid, and a spatially varying code is stretched over it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.blocks import PreprocessBlock
+from models.blur_generator import BlurGenerator
+from models.kernel_extractor import KernelExtractor
+from utils.config import build_config, load_schema
+from utils.errors import UserError
+
+GRID = 128  # pixels per code cell (2 stride-2 convs in the PreprocessBlock, 5 in G)
+
+
+def code_grid_size(height: int, width: int) -> tuple[int, int]:
+    """Size (gh, gw) of the code map of an H×W image: (ceil(H/128), ceil(W/128))."""
+    return math.ceil(height / GRID), math.ceil(width / GRID)
+
+
+def resample_code(code: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a code map (B, C, h, w) to (B, C, *size) by the module's code resampling rule."""
+    if tuple(code.shape[-2:]) == tuple(size):
+        return code
+    shrink = size[0] < code.shape[-2] or size[1] < code.shape[-1]
+    return F.interpolate(code, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = GRID) -> torch.Tensor:
+    """Pad (B, C, H, W) at the bottom/right to multiples of ``multiple``.
+
+    Reflection where the image is large enough, otherwise edge replication (tiny images).
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def model_config(cfg: Mapping[str, Any] | None = None, source: str = "model config") -> dict:
+    """Complete and check a KernelWizard-style model config against ``configs/defaults/model.yml``.
+
+    Unknown keys, wrong types and unsupported values raise :class:`UserError` naming the key.
+    """
+    full = build_config(load_schema("model"), cfg or {}, source=source)
+    checks = {
+        "input_nc": (full["input_nc"] == 3, "3"),
+        "N_frames": (full["N_frames"] == 1, "1"),
+        "KernelExtractor.norm": (full["KernelExtractor"]["norm"] == "none", "'none'"),
+        "KernelExtractor.use_sharp": (full["KernelExtractor"]["use_sharp"] is True, "true"),
+        "KernelExtractor.padding_type": (full["KernelExtractor"]["padding_type"] == "reflect", "'reflect'"),
+        "KernelExtractor.use_dropout": (full["KernelExtractor"]["use_dropout"] is False, "false"),
+        "Adapter.norm": (full["Adapter"]["norm"] == "none", "'none'"),
+        "Adapter.use_dropout": (full["Adapter"]["use_dropout"] is False, "false"),
+    }
+    for key, (ok, expected) in checks.items():
+        if not ok:
+            raise UserError(f"{source}: '{key}' must be {expected} (the only supported setting)")
+    for key in ("nf", "kernel_dim"):
+        if full[key] < 1:
+            raise UserError(f"{source}: '{key}' must be a positive integer, got {full[key]}")
+    for key in ("front_RBs", "back_RBs"):
+        if full[key] < 0:
+            raise UserError(f"{source}: '{key}' must be >= 0, got {full[key]}")
+    if full["KernelExtractor"]["n_blocks"] < 0:
+        raise UserError(f"{source}: 'KernelExtractor.n_blocks' must be >= 0")
+    return full
+
+
+class KernelSpace(nn.Module):
+    """G and F with one shared PreprocessBlock (the published KernelWizard).
+
+    Submodules: ``preprocess`` (PreprocessBlock), ``extractor`` (G, :class:`KernelExtractor`),
+    ``generator`` (F's U-Net and PostprocessBlock, :class:`BlurGenerator`). ``config`` is the
+    complete model config; ``meta`` holds facts from training (e.g. ``mean_code``).
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = model_config(config)
+        c = self.config
+        self.kernel_dim: int = c["kernel_dim"]
+        self.use_vae: bool = c["use_vae"]
+        self.preprocess = PreprocessBlock(c["input_nc"], c["nf"], c["front_RBs"])
+        self.extractor = KernelExtractor(c["nf"], c["kernel_dim"], c["KernelExtractor"]["n_blocks"], c["use_vae"])
+        self.generator = BlurGenerator(c["nf"], c["kernel_dim"], c["back_RBs"], c["input_nc"])
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None = None) -> KernelSpace:
+        """Build a randomly initialised model from a (possibly partial) KernelWizard config."""
+        return cls(config)
+
+    # -- the two maps -------------------------------------------------------------------------
+    def encode(
+        self, sharp: torch.Tensor, blur: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """G(x, y): sharp and blurry (B, 3, H, W) → code (B, kernel_dim, ceil(H/128), ceil(W/128)).
+
+        With a VAE model the result is a tuple (mean, sigma) of that shape; a code is
+        ``mean + sigma · N(0, 1)``.
+        """
+        if sharp.shape != blur.shape:
+            raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
+        both = self.preprocess(pad_to_multiple(torch.cat([sharp, blur], dim=0)))
+        sharp_feat, blur_feat = both.chunk(2, dim=0)
+        return self.extractor(sharp_feat, blur_feat)
+
+    def extract_code(self, sharp: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
+        """The deterministic code of a pair: G(x, y), or its mean for a VAE model."""
+        code = self.encode(sharp, blur)
+        return code[0] if isinstance(code, tuple) else code
+
+    def apply(self, sharp: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """F(x̂, k): sharp (B, 3, H, W) and a code → blurry (B, 3, H, W).
+
+        A code whose grid differs from ``code_grid_size(H, W)`` is resampled (:func:`resample_code`);
+        a code of batch 1 is shared by the whole batch.
+        """
+        h, w = sharp.shape[-2:]
+        padded = pad_to_multiple(sharp)
+        code = resample_code(code, code_grid_size(h, w))
+        if code.shape[0] == 1 and sharp.shape[0] > 1:
+            code = code.expand(sharp.shape[0], -1, -1, -1)
+        out = self.generator(padded, self.preprocess(padded), code)
+        return out[..., :h, :w]
+
+    def forward(self, sharp: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
+        """F(x, G(x, y)) with the deterministic code: the kernel-space re-blur of a pair."""
+        return self.apply(sharp, self.extract_code(sharp, blur))
+
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path: str, meta: Mapping[str, Any] | None = None) -> None:
+        """Write the checkpoint format of DESIGN.md atomically (see :mod:`models.checkpoint`)."""
+        from models.checkpoint import save_checkpoint
+
+        save_checkpoint(self, path, meta)
+
+    @classmethod
+    def load(cls, path: str, device: str | torch.device = "cpu") -> KernelSpace:
+        """Load our checkpoint or a published KernelWizard state_dict; the model is in eval mode."""
+        from models.checkpoint import load_kernel_space
+
+        return load_kernel_space(path, device)

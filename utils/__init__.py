@@ -1,0 +1,1 @@
+"""Small shared helpers: the CLI error path, YAML configs, device selection, atomic writes."""
