@@ -12,7 +12,6 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) setup.py requirements.txt
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e . ruff
 	touch $(STAMP)
 

@@ -69,12 +69,12 @@ def read_checkpoint_file(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
             raise UserError(
                 f"{path}: refused to load: the checkpoint contains pickled Python objects "
                 "(only tensors and plain containers are accepted)"
             ) from exc
-        raise UserError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from exc
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from exc
     except Exception as exc:  # zip/pickle/EOF errors of a random-bytes or truncated file
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from exc
 
@@ -196,3 +196,14 @@ def load_kernel_space(path: str | Path, device: str | torch.device = "cpu") -> A
             )
         model = kernel_space_from_published(sd, str(path))
     return model.to(device).eval()
+
+
+def convert_published_checkpoint(src: str | Path, dst: str | Path) -> Any:
+    """Read a published state_dict at ``src`` and write our checkpoint format at ``dst``."""
+    data = read_checkpoint_file(src)
+    sd = data.get("state_dict", data.get("params", data)) if isinstance(data, dict) else None
+    if not isinstance(sd, dict) or not is_published_state_dict(strip_module_prefix(sd)):
+        raise UserError(f"{src}: not a published KernelWizard state_dict (no feature_extractor.*/adapter.* tensors)")
+    model = kernel_space_from_published(sd, str(src))
+    model.save(str(dst))
+    return model
