@@ -1,0 +1,68 @@
+"""Draw a grid of random blur kernels (all kinds) to a PNG, for a visual check of the generator.
+
+Example:
+    python scripts/plot_kernels.py --out docs/kernels.png --rows 6 --cols 8 --size 31 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from data.image_io import write_image  # noqa: E402
+from data.kernels import KERNEL_KINDS, random_kernel  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+
+
+def kernel_grid(
+    rng: np.random.Generator,
+    rows: int,
+    cols: int,
+    size: int,
+    zoom: int = 3,
+    kinds: Sequence[str] = KERNEL_KINDS,
+) -> np.ndarray:
+    """A (rows·cell, cols·cell, 3) float image of kernels, each scaled to its own maximum.
+
+    Row r uses kind ``kinds[r * len(kinds) // rows]`` (shake gets the first rows), so every kind
+    appears; kernels are drawn with intensities in [0.1, 1].
+    """
+    cell = size * zoom + 2
+    grid = np.full((rows * cell, cols * cell, 3), 0.25, np.float32)
+    for r in range(rows):
+        kind = kinds[r * len(kinds) // rows]
+        for c in range(cols):
+            k = random_kernel(rng, size, kinds=[kind])
+            k = np.kron(k / k.max(), np.ones((zoom, zoom), np.float32))
+            y, x = r * cell + 1, c * cell + 1
+            grid[y:y + size * zoom, x:x + size * zoom] = k[:, :, None]
+    return grid
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, draw the grid, write the PNG."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="docs/kernels.png", help="output PNG")
+    parser.add_argument("--rows", type=int, default=6)
+    parser.add_argument("--cols", type=int, default=8)
+    parser.add_argument("--size", type=int, default=31, help="kernel size (odd)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", nargs="+", default=["shake", "shake", "shake"] + list(KERNEL_KINDS[1:]),
+                        help="kinds, one per band of rows (repeat a kind to give it more rows)")
+    args = parser.parse_args(argv)
+    if args.size < 3 or args.size % 2 == 0:
+        raise UserError(f"--size {args.size}: expected an odd integer >= 3")
+    grid = kernel_grid(np.random.default_rng(args.seed), args.rows, args.cols, args.size, kinds=args.kinds)
+    write_image(args.out, grid)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
