@@ -57,7 +57,7 @@ def make_examples(out: Path, seed: int = 2021) -> list[Path]:
     astronaut = crop(skdata.astronaut(), 20, 130)
     coffee = crop(skdata.coffee(), 100, 150)
     target = crop(skdata.chelsea(), 30, 60)
-    shake = shake_kernel(rng, 25, 0.9)
+    shake = shake_kernel(rng, 15, 0.75)
     motion = linear_kernel(rng, 21, 0.9)
     images = {
         "sharp_astronaut.png": astronaut,
