@@ -11,15 +11,21 @@ whatever the number of DataLoader workers, and a resumed run sees the same strea
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
+from data.image_io import write_image
 from data.kernels import KernelSampler
 from data.sharp_sources import DeadLeavesSource, FolderSource
+from utils.errors import UserError
+from utils.fileio import atomic_write
 
 
 def blur_valid(sharp: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -122,3 +128,34 @@ class SyntheticBlurDataset(Dataset):
             "blur": torch.from_numpy(blur.transpose(2, 0, 1).copy()),
             "kernel": torch.from_numpy(kernel[None].copy()),
         }
+
+
+def export_synthetic_dataset(
+    dataset: SyntheticBlurDataset,
+    out: str | os.PathLike,
+    frames_per_clip: int = 100,
+    progress: bool = True,
+) -> int:
+    """Write every sample of ``dataset`` as the REDS-like tree under ``out``; returns the count.
+
+    Sample ``i`` goes to ``out/sharp/CCC/FFFFFFFF.png``, ``out/blur/CCC/FFFFFFFF.png`` (8-bit RGB)
+    and ``out/kernels/CCC/FFFFFFFF.npy`` (K×K float32), with clip ``CCC = i // frames_per_clip`` and
+    frame ``F = i``. Every file is written atomically.
+    """
+    out = Path(out)
+    for index in tqdm(range(len(dataset)), desc=f"writing {out}", unit="pair", disable=not progress):
+        sharp, blur, kernel = dataset.make_arrays(index)
+        rel = Path(f"{index // frames_per_clip:03d}") / f"{index:08d}"
+        write_image(out / "sharp" / rel.with_suffix(".png"), sharp)
+        write_image(out / "blur" / rel.with_suffix(".png"), blur)
+        kernel_path = out / "kernels" / rel.with_suffix(".npy")
+        try:
+            atomic_write(kernel_path, lambda tmp, k=kernel: _save_npy(tmp, k), suffix=".npy")
+        except OSError as exc:
+            raise UserError(f"{kernel_path}: cannot write ({exc.strerror or exc})") from exc
+    return len(dataset)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # a handle: np.save would append ".npy" to a temporary name
+        np.save(handle, array, allow_pickle=False)
