@@ -14,6 +14,7 @@ from utils.config import build_config, load_schema
 from utils.errors import UserError
 
 MODES = ("synthetic", "lmdb", "folder", "mix")
+_MODE_ALIASES = {"REDS": "lmdb", "GOPRO": "lmdb"}  # the published options' names for paired LMDBs
 _STREAMS = {"train": 0, "val": 1, "test": 2}
 
 
@@ -74,6 +75,19 @@ def build_synthetic(opt: Mapping[str, Any], seed: int, phase: str) -> SyntheticB
     )
 
 
+def _check_published_keys(opt: Mapping[str, Any]) -> None:
+    """Published keys that only have one supported value here."""
+    if opt["N_frames"] != 1:
+        raise UserError(f"config key 'N_frames' must be 1 (single-frame kernel space), got {opt['N_frames']!r}")
+    if list(opt["interval_list"]) != [1]:
+        raise UserError(f"config key 'interval_list' must be [1], got {opt['interval_list']!r}")
+    if opt["color"] != "RGB":
+        raise UserError(f"config key 'color' must be RGB (gray training is not supported), got {opt['color']!r}")
+    if opt["LQ_size"] is not None and opt["LQ_size"] != opt["HQ_size"]:
+        raise UserError(f"config key 'LQ_size' ({opt['LQ_size']}) must equal HQ_size ({opt['HQ_size']}): "
+                        "sharp and blurry crops have one size")
+
+
 def build_dataset(opt: Mapping[str, Any], seed: int, phase: str = "train") -> Dataset:
     """Build the Dataset described by ``opt`` (one ``datasets.<name>`` entry; see
     ``configs/defaults/dataset.yml``). Missing keys take the schema defaults.
@@ -85,9 +99,11 @@ def build_dataset(opt: Mapping[str, Any], seed: int, phase: str = "train") -> Da
     real data). A bad entry is a UserError naming the key.
     """
     opt = build_config(load_schema("dataset"), opt, source=f"datasets.{phase}")
-    mode = opt["mode"]
+    mode = _MODE_ALIASES.get(opt["mode"], opt["mode"])
     if mode not in MODES:
-        raise UserError(f"config key 'mode' must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UserError(f"config key 'mode' must be one of {', '.join(MODES)}, got {opt['mode']!r}")
+    opt["mode"] = mode
+    _check_published_keys(opt)
     if mode == "synthetic":
         return build_synthetic(opt, seed, phase)
     from data.paired import build_paired  # real-data datasets (LMDB / folders)

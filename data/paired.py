@@ -187,15 +187,31 @@ def build_paired(opt: Mapping[str, Any], phase: str) -> Dataset:
             raise UserError("config key 'dataroot_HQ' is required for mode folder "
                             "(the folder holding sharp/ and blur/)")
         return PairedFolderDataset(_paths(opt["dataroot_HQ"], "dataroot_HQ")[0], **common)
-    if opt["dataroot_HQ"] is None or opt["dataroot_LQ"] is None:
-        raise UserError(f"config keys 'dataroot_HQ' and 'dataroot_LQ' are required for mode {opt['mode']} "
-                        "(sharp and blurry LMDBs)")
-    sharp = _paths(opt["dataroot_HQ"], "dataroot_HQ")
-    blur = _paths(opt["dataroot_LQ"], "dataroot_LQ")
     if opt["mode"] == "lmdb":
+        if opt["dataroot_HQ"] is None or opt["dataroot_LQ"] is None:
+            raise UserError("config keys 'dataroot_HQ' and 'dataroot_LQ' are required for mode lmdb "
+                            "(sharp and blurry LMDBs)")
+        sharp, blur = _paths(opt["dataroot_HQ"], "dataroot_HQ"), _paths(opt["dataroot_LQ"], "dataroot_LQ")
         if len(sharp) != 1 or len(blur) != 1:
             raise UserError("mode lmdb takes one sharp and one blurry LMDB; use mode mix for lists")
         return PairedLMDBDataset(sharp[0], blur[0], **common)
+    return _build_mix(opt, common)
+
+
+def _build_mix(opt: Mapping[str, Any], common: dict[str, Any]) -> Dataset:
+    """``mode: mix``: several LMDB pairs concatenated, each repeated ``dataset_weights[i]`` times."""
+    hq_key = "dataroots_HQ" if opt["dataroots_HQ"] is not None else "dataroot_HQ"
+    lq_key = "dataroots_LQ" if opt["dataroots_LQ"] is not None else "dataroot_LQ"
+    if opt[hq_key] is None or opt[lq_key] is None:
+        raise UserError("config keys 'dataroots_HQ' and 'dataroots_LQ' (lists of sharp and blurry LMDBs) "
+                        "are required for mode mix")
+    sharp, blur = _paths(opt[hq_key], hq_key), _paths(opt[lq_key], lq_key)
     if len(sharp) != len(blur):
-        raise UserError(f"mode mix: dataroot_HQ lists {len(sharp)} LMDBs but dataroot_LQ lists {len(blur)}")
-    return ConcatDataset([PairedLMDBDataset(s, b, **common) for s, b in zip(sharp, blur)])
+        raise UserError(f"mode mix: {hq_key} lists {len(sharp)} LMDBs but {lq_key} lists {len(blur)}")
+    weights = opt["dataset_weights"] if opt["dataset_weights"] is not None else [1] * len(sharp)
+    if (not isinstance(weights, (list, tuple)) or len(weights) != len(sharp)
+            or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in weights)):
+        raise UserError(f"config key 'dataset_weights' must list {len(sharp)} positive integers "
+                        f"(one per LMDB pair), got {weights!r}")
+    parts = [PairedLMDBDataset(s, b, **common) for s, b in zip(sharp, blur)]
+    return ConcatDataset([part for part, w in zip(parts, weights) for _ in range(w)])

@@ -133,3 +133,20 @@ def test_make_synthetic_dataset_cli_tree_feeds_the_folder_dataset(tmp_path):
     torch.testing.assert_close(folder["sharp"], direct["sharp"], atol=1e-6, rtol=0)
     again = subprocess.run(args, capture_output=True, text=True)
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_published_dataset_blocks_load(tmp_path):
+    s1, b1, _ = _lmdbs(tmp_path, "reds")
+    s2, b2, _ = _lmdbs(tmp_path, "gopro", keys=("x/00000001",))
+    published = {"name": "REDS", "mode": "REDS", "interval_list": [1], "dataroot_HQ": str(s1),
+                 "dataroot_LQ": str(b1), "cache_keys": None, "use_shuffle": True, "n_workers": 4,
+                 "batch_size": 13, "HQ_size": 8, "LQ_size": 8, "use_flip": True, "use_rot": True, "color": "RGB"}
+    assert isinstance(build_dataset(published, seed=0), PairedLMDBDataset)
+    mix = {**published, "mode": "mix", "dataroot_HQ": None, "dataroot_LQ": None, "N_frames": 1,
+           "dataroots_HQ": [str(s1), str(s2)], "dataroots_LQ": [str(b1), str(b2)], "dataset_weights": [1, 10]}
+    ds = build_dataset(mix, seed=0)
+    assert len(ds) == 3 + 10 * 1 and ds[12]["key"] == "x_00000001"
+    for bad, match in (({"N_frames": 5}, "N_frames"), ({"LQ_size": 64}, "LQ_size"), ({"color": "gray"}, "color"),
+                       ({"dataset_weights": [1]}, "dataset_weights")):
+        with pytest.raises(UserError, match=match):
+            build_dataset({**mix, **bad}, seed=0)
