@@ -1,0 +1,24 @@
+"""Losses and priors: Charbonnier, hyper-Laplacian gradient prior, kernel-code norm, VAE KL, SSIM, VGG.
+
+Images are float tensors (B, C, H, W) in [0, 1]; every function returns a scalar tensor.
+"""
+
+from losses.kl import kl_divergence
+from losses.perceptual import VGGPerceptualLoss
+from losses.pixel import CharbonnierLoss, charbonnier
+from losses.priors import HyperLaplacianPrior, hyper_laplacian, image_gradients, kernel_norm
+from losses.ssim import SSIMLoss, gaussian_window, ssim
+
+__all__ = [
+    "CharbonnierLoss",
+    "HyperLaplacianPrior",
+    "SSIMLoss",
+    "VGGPerceptualLoss",
+    "charbonnier",
+    "gaussian_window",
+    "hyper_laplacian",
+    "image_gradients",
+    "kernel_norm",
+    "kl_divergence",
+    "ssim",
+]
