@@ -1,0 +1,80 @@
+"""Pictures of a kernel code: the point-spread function that F applies with it.
+
+A code has no explicit kernel; its blur is read off by applying F with the code to impulses. An
+image of the code's grid size (``gh·128 × gw·128``) holds one white pixel at the centre of every
+128×128 cell on a black background; the response of F minus its response to the black image
+alone, cropped around each impulse, is the PSF of that cell. :func:`estimate_psf` returns these
+PSFs as numbers (non-negative, summing to 1); :func:`render_psf` lays them out as a picture
+(one panel per code cell, each scaled to its maximum and enlarged with nearest-neighbour).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+GRID = 128  # pixels per code cell
+
+
+@torch.inference_mode()
+def estimate_psf(kernel_space: Any, code: torch.Tensor, size: int = 41) -> np.ndarray:
+    """PSF of every cell of ``code`` (1, C, gh, gw): (gh, gw, size, size, 3) float32.
+
+    ``size`` (odd, <= 127) is the side of the window cut around each impulse. Each PSF is
+    clipped at 0 and normalised to sum 1 per colour channel (a flat zero response stays zero).
+    The code is used on the model's device; the result is on the CPU.
+    """
+    if size % 2 == 0 or not 1 <= size < GRID:
+        raise ValueError(f"PSF window size must be odd and smaller than {GRID}, got {size}")
+    if code.dim() != 4 or code.shape[0] != 1:
+        raise ValueError(f"code must have shape (1, C, gh, gw), got {tuple(code.shape)}")
+    device = next(kernel_space.parameters()).device
+    code = code.to(device)
+    gh, gw = code.shape[-2:]
+    black = torch.zeros((1, 3, gh * GRID, gw * GRID), device=device)
+    impulses = black.clone()
+    centre = GRID // 2
+    impulses[..., centre::GRID, centre::GRID] = 1.0
+    response = kernel_space.apply(impulses, code) - kernel_space.apply(black, code)
+    response = response.clamp_min(0.0)[0].permute(1, 2, 0).cpu()  # (H, W, 3)
+    r = size // 2
+    psf = torch.zeros((gh, gw, size, size, 3))
+    for i in range(gh):
+        for j in range(gw):
+            cy, cx = i * GRID + centre, j * GRID + centre
+            psf[i, j] = response[cy - r:cy + r + 1, cx - r:cx + r + 1]
+    total = psf.sum(dim=(2, 3), keepdim=True)
+    psf = torch.where(total > 0, psf / total.clamp_min(1e-12), psf)
+    return psf.numpy().astype(np.float32)
+
+
+def render_psf(
+    kernel_space: Any, code: torch.Tensor, size: int = 41, scale: int = 4, gap: int = 2, gray: bool = True
+) -> np.ndarray:
+    """A picture of the PSFs of ``code`` (1, C, gh, gw): H×W×3 float32 in [0, 1].
+
+    One panel of ``size·scale`` pixels per code cell (row-major, like the cells), separated by
+    ``gap`` pixels of mid-gray; each panel is scaled so its brightest value is white. ``gray``
+    shows the mean over colour channels, otherwise the RGB PSF. Write it with
+    ``data.image_io.write_image``.
+    """
+    psf = estimate_psf(kernel_space, code, size)  # (gh, gw, s, s, 3)
+    if gray:
+        psf = np.repeat(psf.mean(axis=-1, keepdims=True), 3, axis=-1)
+    gh, gw = psf.shape[:2]
+    panel = size * scale
+    height, width = gh * panel + (gh - 1) * gap, gw * panel + (gw - 1) * gap
+    canvas = np.full((height, width, 3), 0.5, dtype=np.float32)
+    for i in range(gh):
+        for j in range(gw):
+            kernel = psf[i, j]
+            peak = kernel.max()
+            kernel = kernel / peak if peak > 0 else kernel
+            tensor = torch.from_numpy(np.ascontiguousarray(kernel.transpose(2, 0, 1)))[None]
+            big = F.interpolate(tensor, scale_factor=scale, mode="nearest")[0].permute(1, 2, 0).numpy()
+            top, left = i * (panel + gap), j * (panel + gap)
+            canvas[top:top + panel, left:left + panel] = big
+    return canvas
