@@ -11,6 +11,7 @@ with scikit-image are reserved for evaluation and must never be used as a traini
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -134,6 +135,14 @@ class DeadLeavesSource:
         return np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
 
 
+def _reserved_photo_dir() -> Path | None:
+    """The folder of scikit-image's bundled photos (reserved for evaluation), found without importing it."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or spec.origin is None:
+        return None
+    return (Path(spec.origin).parent / "data").resolve()
+
+
 class FolderSource:
     """Random crops (with random flips) of the images in a folder.
 
@@ -144,6 +153,10 @@ class FolderSource:
 
     def __init__(self, folder: str | os.PathLike, recursive: bool = True, cache_size: int = 64) -> None:
         self.folder = Path(folder)
+        reserved = _reserved_photo_dir()
+        if reserved is not None and self.folder.resolve().is_relative_to(reserved):
+            raise UserError(f"{self.folder}: scikit-image's bundled photos are reserved for evaluation; "
+                            "choose another folder of sharp training images")
         self.files = list_images(self.folder, recursive=recursive)
         if not self.files:
             raise UserError(f"{self.folder}: no images found (expected PNG/JPEG/TIFF/BMP files)")

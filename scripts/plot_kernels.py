@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.size < 3 or args.size % 2 == 0:
         raise UserError(f"--size {args.size}: expected an odd integer >= 3")
+    unknown = sorted(set(args.kinds) - set(KERNEL_KINDS))
+    if unknown:
+        raise UserError(f"--kinds {' '.join(unknown)}: unknown kind(s), expected some of {', '.join(KERNEL_KINDS)}")
     grid = kernel_grid(np.random.default_rng(args.seed), args.rows, args.cols, args.size, kinds=args.kinds)
     write_image(args.out, grid)
     print(f"wrote {args.out}")

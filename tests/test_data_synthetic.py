@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,11 @@ def test_deadleaves_is_reproducible_and_textured():
     np.testing.assert_array_equal(a, b)
     assert a.std() > 0.05  # not a flat image
     assert len(np.unique(a.reshape(-1, 3), axis=0)) > 200  # many distinct colours (leaves, shading, texture)
+
+
+def test_scikit_image_photos_are_refused_as_a_training_source():
+    import skimage
+
+    photos = Path(skimage.__file__).parent / "data"
+    with pytest.raises(UserError, match="reserved for evaluation"):
+        FolderSource(photos)
