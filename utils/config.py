@@ -49,8 +49,10 @@ def _type_ok(default: Any, value: Any) -> bool:
         return isinstance(value, bool)
     if isinstance(default, float):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, int):  # an integral float (``!!float 5e3`` in published options) is accepted
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
     if isinstance(default, (list, tuple)):
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
@@ -80,6 +82,8 @@ def _merge(schema: Mapping, user: Mapping, where: str, source: str) -> dict:
                 )
             if isinstance(default, float) and isinstance(value, int):
                 value = float(value)
+            elif isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+                value = int(value)
             out[key] = copy.deepcopy(value)
     return out
 
