@@ -131,7 +131,7 @@ def extract_code(
     kernel_space: KernelSpace,
     sharp: torch.Tensor,
     blur: torch.Tensor,
-    tile: int | None = 1024,
+    tile: int | None = 2048,
     overlap: int = 128,
     blend: str = "cosine",
 ) -> torch.Tensor:
@@ -192,7 +192,7 @@ def transfer_blur(
     tile: int | None = 512,
     overlap: int = 128,
     blend: str = "cosine",
-    encode_tile: int | None = 1024,
+    encode_tile: int | None = 2048,
 ) -> list[np.ndarray]:
     """Put the blur of the pair (x, y) on every target x̂: ŷ = F(x̂, G(x, y)).
 

@@ -1,0 +1,235 @@
+"""Blur transfer, tiling, novel-blur sampling, the PSF picture and transfer.py's command line."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import transfer
+from data.image_io import read_image, to_numpy, write_image
+from models import KernelSpace, code_grid_size, resample_code
+from models.psf import estimate_psf, render_psf
+from utils.errors import UserError, run_cli
+
+
+def smooth_image(height: int, width: int, seed: int) -> torch.Tensor:
+    """A (1, 3, H, W) image in [0, 1] with structure at several scales."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = F.interpolate(torch.rand(1, 3, height // 16, width // 16, generator=g), size=(height, width),
+                           mode="bilinear", align_corners=False)
+    return (0.7 * coarse + 0.3 * torch.rand(1, 3, height, width, generator=g)).clamp(0, 1)
+
+
+def box_blur(image: torch.Tensor, k: int = 7) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(image, (k // 2,) * 4, mode="replicate"), k, 1)
+
+
+@pytest.fixture
+def tiny_vae(tiny_config):
+    torch.manual_seed(1)
+    return KernelSpace.from_config({**tiny_config, "use_vae": True}).eval()
+
+
+# -- tiles ----------------------------------------------------------------------------------------
+def test_tile_starts_cover_length_with_aligned_tiles():
+    for length, tile, overlap in [(384, 256, 128), (640, 512, 128), (3840, 512, 128), (1280, 512, 64), (256, 512, 0)]:
+        starts = transfer.tile_starts(length, tile, overlap)
+        size = min(tile, length)
+        assert all(s % 128 == 0 for s in starts)
+        assert starts[0] == 0 and starts[-1] + size == length
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        assert all(0 < g <= size - overlap for g in gaps)  # neighbours overlap by at least `overlap`
+
+
+@pytest.mark.parametrize("blend", ["cosine", "linear"])
+def test_ramps_of_neighbouring_tiles_sum_to_one(blend):
+    down = transfer.ramp(256, 0, 128, blend)
+    up = transfer.ramp(256, 128, 0, blend)
+    assert torch.allclose(down[128:] + up[:128], torch.ones(128))
+    assert down[:128].eq(1).all() and (down > 0).all()
+
+
+def test_bad_tiling_is_a_user_error():
+    for tile, overlap in [(300, 128), (128, 0), (512, 300), (512, -1)]:
+        with pytest.raises(UserError):
+            transfer.check_tiling(tile, overlap)
+
+
+# -- transfer -------------------------------------------------------------------------------------
+def test_transfer_to_targets_of_other_sizes(tiny_model):
+    sharp = smooth_image(256, 256, 0)
+    blurry = box_blur(sharp)
+    targets = [smooth_image(200, 300, 1), smooth_image(384, 512, 2)]
+    out = transfer.transfer_blur(to_numpy(sharp), to_numpy(blurry), [to_numpy(t) for t in targets], tiny_model,
+                                 "cpu", tile=None)
+    code = tiny_model.extract_code(sharp, blurry)
+    assert code.shape[-2:] == (2, 2)
+    for target, result in zip(targets, out):
+        assert result.shape == (*target.shape[-2:], 3) and result.dtype == np.float32
+        assert result.min() >= 0.0 and result.max() <= 1.0
+        with torch.no_grad():
+            expected = tiny_model.apply(target, resample_code(code, code_grid_size(*target.shape[-2:])))
+        np.testing.assert_allclose(result, to_numpy(expected.clamp(0, 1)), atol=1e-5)
+
+
+def test_tiled_and_untiled_outputs_agree(tiny_model):
+    target = smooth_image(384, 512, 3)
+    code = torch.randn(1, tiny_model.kernel_dim, 3, 4, generator=torch.Generator().manual_seed(0))  # varies per cell
+    whole = transfer.apply_code(tiny_model, target, code, tile=None)
+    for blend in ("cosine", "linear"):
+        tiled = transfer.apply_code(tiny_model, target, code, tile=256, overlap=128, blend=blend)
+        assert tiled.shape == whole.shape
+        assert (tiled - whole).abs().max().item() <= 1 / 255
+    # without overlap the seams show: the comparison above can fail
+    seams = transfer.apply_code(tiny_model, target, code, tile=256, overlap=0)
+    assert (seams - whole).abs().max().item() > 1 / 255
+
+
+class CellOffsetModel(torch.nn.Module):
+    """Stands in for F: adds to each 128×128 cell the first 3 channels of its code cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def apply(self, sharp: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        h, w = sharp.shape[-2:]
+        code = resample_code(code, code_grid_size(h, w))
+        offset = code[:, :3].repeat_interleave(128, dim=2).repeat_interleave(128, dim=3)
+        return sharp + offset[..., :h, :w]
+
+
+def test_each_tile_gets_the_code_cells_it_covers():
+    target = smooth_image(300, 650, 9)  # padded to 384×768: 3×6 cells, tiles of 256 at unaligned ends
+    code = torch.randn(1, 3, 3, 6, generator=torch.Generator().manual_seed(1))
+    model = CellOffsetModel()
+    whole = transfer.apply_code(model, target, code, tile=None)
+    tiled = transfer.apply_code(model, target, code, tile=256, overlap=128)
+    assert torch.allclose(tiled, whole, atol=1e-6)
+    shifted = transfer.apply_code(model, target, code.roll(1, dims=3), tile=256, overlap=128)
+    assert not torch.allclose(shifted, whole, atol=1e-2)
+
+
+def test_tiled_transfer_with_unaligned_size_and_tiled_encoding(tiny_model):
+    sharp = smooth_image(300, 420, 4)
+    blurry = box_blur(sharp)
+    target = smooth_image(330, 500, 5)
+    whole = transfer.transfer_blur(sharp, blurry, [target], tiny_model, "cpu", tile=None, encode_tile=None)[0]
+    tiled = transfer.transfer_blur(sharp, blurry, [target], tiny_model, "cpu", tile=256, encode_tile=None)[0]
+    assert tiled.shape == (330, 500, 3)
+    assert np.abs(tiled - whole).max() <= 1 / 255
+    code = transfer.extract_code(tiny_model, sharp, blurry, tile=256, overlap=128)
+    assert code.shape == (1, tiny_model.kernel_dim, 3, 4) and torch.isfinite(code).all()
+
+
+# -- novel blur -----------------------------------------------------------------------------------
+def test_sampling_is_reproducible_by_seed(tiny_vae):
+    target = to_numpy(smooth_image(256, 384, 6))
+    first = transfer.synthesize_blur(target, tiny_vae, 2, "cpu", seed=5)
+    again = transfer.synthesize_blur(target, tiny_vae, 2, "cpu", seed=5)
+    other = transfer.synthesize_blur(target, tiny_vae, 2, "cpu", seed=6)
+    assert len(first) == 2 and first[0].shape == target.shape
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert np.abs(first[0] - first[1]).max() > 1e-4  # two samples differ
+    assert np.abs(first[0] - other[0]).max() > 1e-4  # another seed, other samples
+    codes = transfer.sample_codes(tiny_vae, (2, 3), 3, seed=0, uniform=True)
+    assert codes.shape == (3, tiny_vae.kernel_dim, 2, 3) and (codes == codes[..., :1, :1]).all()
+
+
+def test_sampling_refused_for_non_vae_model(tiny_model):
+    with pytest.raises(UserError, match="VAE"):
+        transfer.synthesize_blur(np.zeros((64, 64, 3), np.float32), tiny_model, 1)
+
+
+# -- PSF picture ----------------------------------------------------------------------------------
+class ConvolvingModel(torch.nn.Module):
+    """Stands in for F: a true convolution with a known kernel plus an offset (any code)."""
+
+    def __init__(self, kernel: torch.Tensor) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def apply(self, sharp: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        r = self.kernel.shape[0] // 2
+        weight = self.kernel.flip(0, 1)[None, None].repeat(3, 1, 1, 1)
+        return F.conv2d(F.pad(sharp, (r,) * 4), weight, groups=3) + 0.1
+
+
+def test_psf_recovers_the_kernel_of_a_convolution():
+    kernel = torch.zeros(15, 15)
+    kernel[7, 3:12] = 1.0
+    kernel[4:8, 11] = 1.0
+    kernel /= kernel.sum()
+    model = ConvolvingModel(kernel)
+    psf = estimate_psf(model, torch.zeros(1, 8, 2, 3), size=15)
+    assert psf.shape == (2, 3, 15, 15, 3)
+    np.testing.assert_allclose(psf[1, 2, :, :, 1], kernel.numpy(), atol=1e-6)
+    picture = render_psf(model, torch.zeros(1, 8, 1, 1), size=15, scale=3)
+    assert picture.shape == (45, 45, 3) and picture.max() == pytest.approx(1.0)
+
+
+def test_psf_of_a_real_model_is_normalised(tiny_model):
+    psf = estimate_psf(tiny_model, torch.randn(1, tiny_model.kernel_dim, 1, 2), size=21)
+    assert psf.shape == (1, 2, 21, 21, 3) and (psf >= 0).all()
+    sums = psf.sum(axis=(2, 3))
+    assert np.all((np.abs(sums - 1) < 1e-4) | (sums == 0))
+
+
+# -- command line ---------------------------------------------------------------------------------
+@pytest.fixture
+def files(tmp_path, tiny_model, tiny_vae):
+    sharp = smooth_image(256, 256, 7)
+    write_image(tmp_path / "x.png", to_numpy(sharp))
+    write_image(tmp_path / "y.png", to_numpy(box_blur(sharp)))
+    target = to_numpy(smooth_image(200, 264, 8))
+    gray16 = np.round(target.mean(axis=2) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "t16.png"), gray16)
+    rgba = np.concatenate([np.round(target[:, :, ::-1] * 255), np.full((200, 264, 1), 128)], axis=2)
+    cv2.imwrite(str(tmp_path / "t_rgba.png"), rgba.astype(np.uint8))
+    tiny_model.save(str(tmp_path / "model.pth"))
+    tiny_vae.save(str(tmp_path / "vae.pth"))
+    return tmp_path
+
+
+def test_cli_transfer_keeps_target_format(files):
+    d = files
+    argv = ["--sharp", str(d / "x.png"), "--blur", str(d / "y.png"), "--target", str(d / "t16.png"),
+            "--target", str(d / "t_rgba.png"), "--output-dir", str(d / "out"), "--model", str(d / "model.pth"),
+            "--device", "cpu", "--tile", "256"]
+    assert run_cli(transfer.main, argv) == 0
+    gray = read_image(d / "out" / "t16.png")
+    assert (gray.channels, gray.bit_depth, gray.size) == (1, 16, (200, 264))
+    rgba = read_image(d / "out" / "t_rgba.png")
+    assert rgba.channels == 4 and rgba.alpha is not None and np.allclose(rgba.alpha, 128 / 255)
+
+
+def test_cli_sample_writes_n_images_and_needs_a_vae(files, capsys):
+    d = files
+    argv = ["--target", str(d / "t_rgba.png"), "--sample", "2", "--output-dir", str(d / "novel"), "--seed", "3",
+            "--device", "cpu"]
+    assert run_cli(transfer.main, argv + ["--model", str(d / "vae.pth")]) == 0
+    written = sorted(p.name for p in (d / "novel").iterdir())
+    assert written == ["t_rgba_sample000.png", "t_rgba_sample001.png"]
+    assert run_cli(transfer.main, argv + ["--model", str(d / "model.pth")]) == 2
+    assert "model.pth" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "size", "model"])
+def test_cli_errors_exit_2_naming_the_file(files, capsys, case):
+    d = files
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    write_image(d / "small.png", np.zeros((64, 64, 3), np.float32))
+    blur = {"missing": "nothere.png", "corrupt": "corrupt.png", "size": "small.png"}.get(case, "y.png")
+    model = "model.pth" if case != "model" else "x.png"
+    argv = ["--sharp", str(d / "x.png"), "--blur", str(d / blur), "--target", str(d / "t16.png"),
+            "--output", str(d / "o.png"), "--model", str(d / model), "--device", "cpu"]
+    assert run_cli(transfer.main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert (blur if case != "model" else model) in err
+    assert not (d / "o.png").exists()
