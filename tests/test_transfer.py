@@ -233,3 +233,58 @@ def test_cli_errors_exit_2_naming_the_file(files, capsys, case):
     assert err.startswith("error: ") and err.count("\n") == 1
     assert (blur if case != "model" else model) in err
     assert not (d / "o.png").exists()
+
+
+# -- augment_dataset ------------------------------------------------------------------------------
+def _write_source_tree(root, count: int = 3) -> None:
+    for i in range(count):
+        sharp = smooth_image(128, 128, 20 + i)
+        write_image(root / "sharp" / "000" / f"{i:08d}.png", to_numpy(sharp))
+        write_image(root / "blur" / "000" / f"{i:08d}.png", to_numpy(box_blur(sharp, 3 + 2 * i)))
+
+
+@pytest.mark.parametrize("fmt", ["folder", "lmdb"])
+def test_augment_dataset_reads_back_as_a_paired_dataset(tmp_path, tiny_model, fmt):
+    import yaml
+
+    from data.paired import PairedFolderDataset, PairedLMDBDataset
+    from scripts.augment_dataset import augment_dataset, open_source
+
+    _write_source_tree(tmp_path / "src")
+    targets = []
+    for i, size in enumerate([(128, 160), (130, 128)]):
+        targets.append(tmp_path / "targets" / f"t{i}.png")
+        write_image(targets[-1], to_numpy(smooth_image(*size, 30 + i)))
+    source = open_source(str(tmp_path / "src"))
+    out = tmp_path / "aug"
+    count = augment_dataset(source, targets, tiny_model, out, per_target=2, seed=4, fmt=fmt, progress=False)
+    assert count == 4
+    if fmt == "folder":
+        dataset = PairedFolderDataset(out, crop_size=None, train=False)
+    else:
+        dataset = PairedLMDBDataset(out / "sharp.lmdb", out / "blur.lmdb", crop_size=None, train=False)
+    assert len(dataset) == 4
+    info = yaml.safe_load((out / "augment_info.yml").read_text())
+    for i, record in enumerate(info["samples"]):
+        sample = dataset[i]
+        target = read_image(targets[i // 2]).rgb
+        assert record["target"] == str(targets[i // 2])
+        np.testing.assert_allclose(sample["sharp"].permute(1, 2, 0).numpy(), target, atol=0.5 / 255 + 1e-6)
+        pair = source[record["source_index"]]
+        expected = transfer.transfer_blur(pair["sharp"], pair["blur"], [target], tiny_model, "cpu")[0]
+        np.testing.assert_allclose(sample["blur"].permute(1, 2, 0).numpy(), expected, atol=0.5 / 255 + 1e-5)
+    # seeded: the pairs drawn depend on the seed only
+    again = augment_dataset(source, targets, tiny_model, tmp_path / "again", 2, seed=4, progress=False)
+    assert again == 4
+    info_again = yaml.safe_load((tmp_path / "again" / "augment_info.yml").read_text())
+    assert [r["source_index"] for r in info_again["samples"]] == [r["source_index"] for r in info["samples"]]
+
+
+def test_augment_cli_errors_name_the_folder(tmp_path, capsys):
+    from scripts.augment_dataset import main
+
+    argv = ["--source", str(tmp_path / "nope"), "--targets", str(tmp_path), "--out", str(tmp_path / "o"),
+            "--model", str(tmp_path / "m.pth"), "--device", "cpu"]
+    write_image(tmp_path / "t.png", np.zeros((8, 8, 3), np.float32))
+    assert run_cli(main, argv) == 2
+    assert "nope" in capsys.readouterr().err

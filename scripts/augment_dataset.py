@@ -1,0 +1,171 @@
+#!/usr/bin/env python
+"""Build a new paired dataset by transferring the blur of random source pairs onto new sharp images.
+
+For every sharp image x̂ of --targets (``--per-target K`` times) a pair (x, y) is drawn from the
+source dataset and the blurry image ŷ = F(x̂, G(x, y)) is written beside x̂ (see transfer.py).
+Sample i draws its pair from a generator seeded with (--seed, i): the same command writes the same
+dataset. The output is the folder tree read by ``PairedFolderDataset`` (8-bit RGB PNG)
+
+    OUT/sharp/000/00000000.png   OUT/blur/000/00000000.png
+
+or, with ``--format lmdb``, the LMDB pair OUT/sharp.lmdb + OUT/blur.lmdb read by
+``PairedLMDBDataset``; OUT/augment_info.yml records, for each sample, its target file and the
+source pair it took the blur from.
+
+Examples:
+    python scripts/augment_dataset.py --source datasets/synth --targets my_photos/ --out datasets/aug
+    python scripts/augment_dataset.py --source-lmdb train_sharp.lmdb train_blur.lmdb --targets photos/ \\
+        --out datasets/aug --format lmdb --per-target 3 --seed 1 --model pretrained/default_small.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from data.image_io import list_images, read_image, write_image  # noqa: E402
+from data.lmdb_io import create_lmdb  # noqa: E402
+from data.paired import PairedFolderDataset, PairedLMDBDataset  # noqa: E402
+from models import KernelSpace  # noqa: E402
+from transfer import (  # noqa: E402
+    DEFAULT_CONFIG,
+    apply_code,
+    check_tiling,
+    extract_code,
+    load_model,
+    model_path_from_config,
+)
+from utils.config import load_config  # noqa: E402
+from utils.device import resolve_device  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.fileio import atomic_write  # noqa: E402
+
+FRAMES_PER_CLIP = 100
+FORMATS = ("folder", "lmdb")
+
+
+def open_source(folder: str | None = None, lmdbs: Sequence[str] | None = None) -> Dataset:
+    """The source pairs, whole images in a fixed order: a folder tree (root/sharp, root/blur) or
+    a (sharp LMDB, blurry LMDB) pair. Samples are dicts with "sharp", "blur" (3, H, W) and "key"."""
+    if folder is not None:
+        return PairedFolderDataset(folder, crop_size=None, train=False)
+    if lmdbs is None or len(lmdbs) != 2:
+        raise UserError("give the source pairs as --source DIR or --source-lmdb SHARP.lmdb BLUR.lmdb")
+    return PairedLMDBDataset(lmdbs[0], lmdbs[1], crop_size=None, train=False)
+
+
+def augment_dataset(
+    source: Dataset,
+    targets: Sequence[str | os.PathLike],
+    kernel_space: KernelSpace,
+    out: str | os.PathLike,
+    per_target: int = 1,
+    seed: int = 0,
+    fmt: str = "folder",
+    tile: int | None = 512,
+    overlap: int = 128,
+    encode_tile: int | None = 2048,
+    progress: bool = True,
+    model_name: str = "",
+) -> int:
+    """Write the augmented dataset to ``out``; returns the number of pairs.
+
+    ``source``: paired dataset of whole images (see :func:`open_source`); ``targets``: sharp image
+    files; sample ``i`` blurs ``targets[i // per_target]`` with the code of source pair
+    ``default_rng([seed, i]).integers(len(source))``. ``fmt``: "folder" (the tree of the module
+    docstring) or "lmdb" (sharp.lmdb and blur.lmdb built from a temporary tree). ``model_name`` is
+    recorded in augment_info.yml.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if per_target < 1:
+        raise UserError(f"--per-target must be a positive integer, got {per_target}")
+    if len(source) == 0:
+        raise UserError("the source dataset holds no pairs")
+    if not targets:
+        raise UserError("no target images to blur")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tree = out if fmt == "folder" else Path(tempfile.mkdtemp(prefix=".augment.", dir=out))
+    device = next(kernel_space.parameters()).device
+    records = []
+    count = len(targets) * per_target
+    try:
+        for index in tqdm(range(count), desc=f"augment {out}", unit="pair", disable=not progress):
+            target_path = Path(targets[index // per_target])
+            target = read_image(target_path)
+            pair_index = int(np.random.default_rng([seed, index]).integers(len(source)))
+            pair = source[pair_index]
+            code = extract_code(kernel_space, pair["sharp"][None], pair["blur"][None], encode_tile, overlap)
+            sharp = torch.from_numpy(target.rgb.transpose(2, 0, 1).copy())[None]
+            blurry = apply_code(kernel_space, sharp, code.to(device), tile, overlap).clamp(0, 1)
+            rel = Path(f"{index // FRAMES_PER_CLIP:03d}") / f"{index:08d}.png"
+            write_image(tree / "sharp" / rel, target.rgb)
+            write_image(tree / "blur" / rel, blurry[0].permute(1, 2, 0).cpu().numpy())
+            records.append({"file": rel.as_posix(), "target": str(target_path), "source_index": pair_index,
+                             "source_key": str(pair["key"])})
+        if fmt == "lmdb":
+            for side in ("sharp", "blur"):
+                create_lmdb(tree / side, out / f"{side}.lmdb", name=f"augmented_{side}", overwrite=True,
+                            progress=progress)
+    finally:
+        if fmt == "lmdb":
+            shutil.rmtree(tree, ignore_errors=True)
+    info = {"count": count, "seed": seed, "per_target": per_target, "format": fmt,
+            "model": model_name, "samples": records}
+    atomic_write(out / "augment_info.yml", lambda tmp: tmp.write_text(yaml.safe_dump(info, sort_keys=False)),
+                 suffix=".yml")
+    return count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments and write the augmented dataset."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--source", help="paired folder tree with sharp/ and blur/ (PairedFolderDataset)")
+    source.add_argument("--source-lmdb", nargs=2, metavar=("SHARP", "BLUR"), help="sharp and blurry LMDBs")
+    parser.add_argument("--targets", required=True, help="folder of sharp images to blur (searched recursively)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--format", default="folder", choices=FORMATS, help="folder tree or LMDB pair")
+    parser.add_argument("--per-target", type=int, default=1, help="blurry versions written per target image")
+    parser.add_argument("--model", help="kernel-space checkpoint (default: the shipped model)")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="transfer settings (tile, overlap)")
+    parser.add_argument("--tile", type=int, help="tile size for F (multiple of 128; default from config)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--overwrite", action="store_true", help="write into an OUT that already holds a dataset")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, "transfer")
+    tile = args.tile if args.tile is not None else cfg["tile"]
+    check_tiling(tile, cfg["overlap"])
+    out = Path(args.out)
+    if any((out / name).exists() for name in ("sharp", "blur", "sharp.lmdb", "blur.lmdb")) and not args.overwrite:
+        raise UserError(f"{out}: already holds a dataset (use --overwrite to write into it)")
+    targets = list_images(args.targets, recursive=True)
+    if not targets:
+        raise UserError(f"{args.targets}: no images found (expected PNG/JPEG/TIFF/BMP files)")
+    pairs = open_source(args.source, args.source_lmdb)
+    device = resolve_device(args.device)
+    model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
+    model = load_model(model_path, device)
+    count = augment_dataset(pairs, targets, model, out, args.per_target, args.seed, args.format, tile,
+                            cfg["overlap"], cfg["encode_tile"], model_name=str(model_path))
+    print(f"wrote {count} pairs to {out} ({args.format})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
