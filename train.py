@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 
 from data import build_dataset
 from losses import charbonnier, kl_divergence
-from models import KernelSpace
+from models import KernelSpace, pad_to_multiple
 from models.checkpoint import read_checkpoint_file
 from utils.config import build_config, load_schema
 from utils.device import resolve_device
@@ -165,8 +165,13 @@ class ExperimentPaths:
 class TrainForward(nn.Module):
     """The training forward pass of a :class:`KernelSpace` (what DDP wraps and compile traces).
 
-    ``forward(sharp, blur)`` with (B, 3, H, W) tensors returns (ŷ (B, 3, H, W), code mean
-    (B, kernel_dim) averaged over the code grid, KL term (scalar; 0 without a VAE)).
+    ``forward(sharp, blur)`` with (B, 3, H, W) tensors returns (ŷ = F(x, G(x, y)) (B, 3, H, W),
+    code mean (B, kernel_dim) averaged over the code grid, KL term (scalar; 0 without a VAE)).
+
+    It computes ``ks.apply(sharp, code)`` with ``code = ks.encode(sharp, blur)`` (sampled for a VAE
+    model) but runs the shared PreprocessBlock once on the sharp image, not twice: F reuses the
+    sharp features G was given, as in the published KernelWizard.forward (same function, about a
+    fifth less work per step at the paper's size).
     """
 
     def __init__(self, ks: KernelSpace) -> None:
@@ -176,7 +181,13 @@ class TrainForward(nn.Module):
     def forward(
         self, sharp: torch.Tensor, blur: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.ks.encode(sharp, blur)
+        ks = self.ks
+        if sharp.shape != blur.shape:
+            raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
+        h, w = sharp.shape[-2:]
+        padded = pad_to_multiple(torch.cat([sharp, blur], dim=0))
+        sharp_feat, blur_feat = ks.preprocess(padded).chunk(2, dim=0)
+        out = ks.extractor(sharp_feat, blur_feat)
         if isinstance(out, tuple):
             mean, sigma = out
             code = mean + sigma * torch.randn_like(mean)
@@ -184,7 +195,7 @@ class TrainForward(nn.Module):
         else:
             mean = code = out
             kl = torch.zeros((), device=sharp.device)
-        pred = self.ks.apply(sharp, code)
+        pred = ks.generator(padded[: sharp.shape[0]], sharp_feat, code)[..., :h, :w]
         return pred, mean.detach().float().mean(dim=(2, 3)), kl
 
 
