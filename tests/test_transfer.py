@@ -288,3 +288,22 @@ def test_augment_cli_errors_name_the_folder(tmp_path, capsys):
     write_image(tmp_path / "t.png", np.zeros((8, 8, 3), np.float32))
     assert run_cli(main, argv) == 2
     assert "nope" in capsys.readouterr().err
+
+
+# -- transfer_demo --------------------------------------------------------------------------------
+def test_transfer_demo_grid(tmp_path, tiny_model, capsys):
+    from scripts.transfer_demo import main, transfer_figure
+
+    sharp = to_numpy(smooth_image(128, 128, 40))
+    kernel = np.zeros((9, 9), np.float32)
+    kernel[4, 2:7] = 0.2
+    figure = transfer_figure(tiny_model, sharp, sharp, [to_numpy(smooth_image(128, 192, 41))], kernel, panel=96)
+    assert figure.dtype == np.uint8 and figure.shape == (2 * (96 + 24 + 6) + 6, 5 * (96 + 6) + 6, 3)
+    (tmp_path / "k.npy").write_bytes(b"not numpy")
+    write_image(tmp_path / "x.png", sharp)
+    tiny_model.save(str(tmp_path / "m.pth"))
+    argv = ["--model", str(tmp_path / "m.pth"), "--sharp", str(tmp_path / "x.png"), "--blur", str(tmp_path / "x.png"),
+            "--target", str(tmp_path / "x.png"), "--output", str(tmp_path / "g.png"), "--device", "cpu"]
+    assert run_cli(main, argv + ["--kernel", str(tmp_path / "k.npy")]) == 2
+    assert "k.npy" in capsys.readouterr().err
+    assert run_cli(main, argv) == 0 and read_image(tmp_path / "g.png").size == (2 * 286 + 6, 4 * 262 + 6)
