@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from data.image_io import LoadedImage, read_image, to_numpy, to_tensor, write_image
 from models import KernelSpace, code_grid_size, pad_to_multiple, resample_code
@@ -96,13 +97,15 @@ def apply_code(
     tile: int | None = 512,
     overlap: int = 128,
     blend: str = "cosine",
+    progress: bool = False,
 ) -> torch.Tensor:
     """F(x̂, k), tiled: target (1, 3, H, W) in [0, 1] and code (1, C, h, w) -> blurry (1, 3, H, W).
 
     The code is first resampled to the target's grid ``code_grid_size(H, W)``; each tile of the
     (reflect-padded, like the model pads) target gets the code cells it covers. ``tile=None`` or a
     target that fits in one tile runs F once on the whole image. Tiles run on the model's device;
-    the result is assembled on the target's device. Output is not clamped.
+    the result is assembled on the target's device. Output is not clamped. ``progress`` shows a
+    tqdm bar over the tiles.
     """
     device = next(kernel_space.parameters()).device
     h, w = target.shape[-2:]
@@ -114,7 +117,9 @@ def apply_code(
     check_tiling(tile, overlap)
     out = torch.zeros(padded.shape, dtype=torch.float32, device=target.device)
     total = torch.zeros((1, 1, hp, wp), dtype=torch.float32, device=target.device)
-    for top, left, th, tw in _tiles(hp, wp, tile, overlap):
+    tiles = _tiles(hp, wp, tile, overlap)
+    for top, left, th, tw in tqdm(tiles, desc=f"F on {len(tiles)} tiles", unit="tile", leave=False,
+                                  disable=not progress):
         piece = padded[..., top:top + th, left:left + tw].to(device)
         cells = code[..., top // GRID:(top + th) // GRID, left // GRID:(left + tw) // GRID]
         pred = kernel_space.apply(piece, cells).to(target.device)
@@ -193,6 +198,7 @@ def transfer_blur(
     overlap: int = 128,
     blend: str = "cosine",
     encode_tile: int | None = 2048,
+    progress: bool = False,
 ) -> list[np.ndarray]:
     """Put the blur of the pair (x, y) on every target x̂: ŷ = F(x̂, G(x, y)).
 
@@ -200,14 +206,14 @@ def transfer_blur(
     size; ``targets``: sharp images of any sizes. The code is extracted once (tiled above
     ``encode_tile``) and resampled to each target's grid; F runs in ``tile``-sized tiles with
     ``overlap``-pixel ``blend`` ramps. Returns one H'×W'×3 float32 array in [0, 1] per target.
-    The model is moved to ``device`` and put in eval mode.
+    The model is moved to ``device`` and put in eval mode; ``progress`` shows tqdm bars.
     """
     kernel_space = kernel_space.to(device).eval()
     code = extract_code(kernel_space, _as_tensor(sharp, "sharp"), _as_tensor(blurry, "blurry"),
                         encode_tile, overlap, blend)
     results = []
-    for i, target in enumerate(targets):
-        out = apply_code(kernel_space, _as_tensor(target, f"target {i}"), code, tile, overlap, blend)
+    for i, target in enumerate(tqdm(targets, desc="targets", unit="image", disable=not progress or len(targets) < 2)):
+        out = apply_code(kernel_space, _as_tensor(target, f"target {i}"), code, tile, overlap, blend, progress)
         results.append(to_numpy(out.clamp(0.0, 1.0)))
     return results
 
@@ -243,6 +249,7 @@ def synthesize_blur(
     tile: int | None = 512,
     overlap: int = 128,
     blend: str = "cosine",
+    progress: bool = False,
 ) -> list[np.ndarray]:
     """Novel blur: ``count`` blurry versions F(x̂, z_i) of a target, z_i ~ N(0, I) (VAE models only).
 
@@ -252,7 +259,8 @@ def synthesize_blur(
     image = _as_tensor(target, "target")
     codes = sample_codes(kernel_space, code_grid_size(*image.shape[-2:]), count, seed, uniform)
     kernel_space = kernel_space.to(device).eval()
-    return [to_numpy(apply_code(kernel_space, image, z[None], tile, overlap, blend).clamp(0.0, 1.0)) for z in codes]
+    return [to_numpy(apply_code(kernel_space, image, z[None], tile, overlap, blend, progress).clamp(0.0, 1.0))
+            for z in tqdm(codes, desc="samples", unit="image", disable=not progress)]
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -319,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_tiling(cfg["encode_tile"], cfg["overlap"], "encode_tile")
     if cfg["blend"] not in BLENDS:
         raise UserError(f"{args.config}: config key 'blend' must be one of {', '.join(BLENDS)}, got {cfg['blend']!r}")
-    settings = {"tile": tile, "overlap": cfg["overlap"], "blend": cfg["blend"]}
+    settings = {"tile": tile, "overlap": cfg["overlap"], "blend": cfg["blend"], "progress": True}
     if args.sample is not None:
         if args.sharp or args.blur:
             raise UserError("--sample draws codes from the prior; it takes no --sharp/--blur pair")
