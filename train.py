@@ -25,6 +25,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -634,6 +635,7 @@ def train(cfg: dict, device: torch.device | str = "cpu", resume: str | None = No
     paths = ExperimentPaths(Path(cfg["path"]["root"]) / cfg["name"])
     handlers: list[logging.Handler] = []
     writer = None
+    threads = torch.get_num_threads()
     try:
         if info.is_main:
             prepare_experiment(paths, resume)
@@ -685,6 +687,7 @@ def train(cfg: dict, device: torch.device | str = "cpu", resume: str | None = No
             writer.close()
         close_logging(handlers)
         cleanup_distributed()
+        torch.set_num_threads(threads)
 
 
 def run_loop(
@@ -722,7 +725,9 @@ def run_loop(
         sharp, blur = to_device(batch, device, t["channels_last"])
         result = train_step(forward, sharp, blur, optimizer, scaler, autocast, cfg, info)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        with warnings.catch_warnings():  # a skipped (non-finite) first step warns about the call order
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()
         loop.iteration += 1
         it = loop.iteration
         if result.skipped:

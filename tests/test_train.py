@@ -1,0 +1,221 @@
+"""train.py on the CPU with configs/train/ci_tiny.yml: outputs, exact resume, kill mid-save, config
+errors, NaN handling, the learning-rate schedule and the training forward pass."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from models import KernelSpace
+from utils.errors import UserError, run_cli
+from utils.lr_scheduler import CosineAnnealingRestartLR
+
+REPO = Path(__file__).resolve().parent.parent
+CI_TINY = str(REPO / "configs" / "train" / "ci_tiny.yml")
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny model; avoids oversubscribing a busy CPU
+
+
+def run_train(root: Path, *sets: str, resume: str | None = None) -> int:
+    argv = ["-opt", CI_TINY, "--set", f"path.root={root}", "--set", "logger.progress_bar=false"]
+    for item in sets:
+        argv += ["--set", item]
+    if resume:
+        argv += ["--resume", resume]
+    return run_cli(train.main, argv)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return KernelSpace.load(str(path)).state_dict()
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[0]}"
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory) -> Path:
+    """One complete ci_tiny run (10 iterations); returns its experiment folder."""
+    root = tmp_path_factory.mktemp("ci")
+    assert run_train(root) == 0
+    return root / "ci_tiny"
+
+
+def test_ci_tiny_writes_every_output(ci_run):
+    models = ci_run / "models"
+    states = ci_run / "training_state"
+    assert sorted(p.name for p in models.iterdir()) == ["10.pth", "5.pth", "best.pth", "latest.pth"]
+    assert sorted(p.name for p in states.iterdir()) == ["10.state", "5.state"]
+    assert list((ci_run / "tb").glob("events.out.tfevents.*"))
+    log = (ci_run / "train.log").read_text()
+    assert "iter 10" in log and "validation PSNR" in log
+    assert (ci_run / "config.yml").is_file()
+
+    model = KernelSpace.load(str(models / "latest.pth"))
+    meta = model.meta
+    assert meta["iteration"] == 10 and meta["config_name"] == "ci_tiny" and meta["wall_time"] > 0
+    assert meta["mean_code"].shape == (model.kernel_dim,)
+    assert torch.isfinite(meta["mean_code"]).all() and meta["mean_code"].abs().sum() > 0
+    assert_same_weights(weights(models / "latest.pth"), weights(models / "10.pth"))
+    # training changed the weights: iteration 5 and 10 differ
+    with pytest.raises(AssertionError):
+        assert_same_weights(weights(models / "5.pth"), weights(models / "10.pth"))
+    state = torch.load(states / "10.state", weights_only=True)
+    assert state["iteration"] == 10 and {"python", "numpy", "torch"} <= state["rng"][0].keys()
+    assert state["data"]["epoch_start"] == 20  # 10 batches of 2 in the first epoch of 64 samples
+
+
+def test_tensorboard_has_scalars_and_images(ci_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(ci_run / "tb"))
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"loss/total", "loss/pixel", "lr", "val/psnr"} <= set(tags["scalars"])
+    assert "train/x_y_reblur" in tags["images"]
+
+
+VAE = ["KernelWizard.use_vae=true", "train.kl_weight=0.01", "datasets.train.synthetic.num_samples=6"]
+
+
+@pytest.fixture(scope="module")
+def vae_straight(tmp_path_factory) -> Path:
+    """models/ of 10 straight iterations of a VAE ci_tiny with 3 batches per epoch."""
+    root = tmp_path_factory.mktemp("vae")
+    assert run_train(root, *VAE) == 0
+    return root / "ci_tiny" / "models"
+
+
+def test_resume_is_bit_identical(tmp_path, vae_straight):
+    """10 iterations straight == 5 + resume + 5, with a VAE (RNG noise) and epoch boundaries (3 batches
+    per epoch) so that the RNG states and the sampler position both matter."""
+    assert run_train(tmp_path / "b", *VAE, "train.niter=5") == 0
+    assert run_train(tmp_path / "b", *VAE, resume="auto") == 0
+    a, b = vae_straight, tmp_path / "b" / "ci_tiny" / "models"
+    assert_same_weights(weights(a / "10.pth"), weights(b / "10.pth"))
+    meta_a, meta_b = KernelSpace.load(str(a / "10.pth")).meta, KernelSpace.load(str(b / "10.pth")).meta
+    assert torch.equal(meta_a["mean_code"], meta_b["mean_code"])
+    assert "resumed from" in (tmp_path / "b" / "ci_tiny" / "train.log").read_text()
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import torch
+    import train
+    from utils.errors import run_cli
+
+    real_save = torch.save
+
+    def save_then_die(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        name = os.path.basename(str(f))
+        if name.startswith(".10.state."):  # the temporary file of the last training state
+            with open(f, "r+b") as fh:
+                fh.truncate(os.path.getsize(f) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    torch.save = save_then_die
+    sys.exit(run_cli(train.main, sys.argv[1:]))
+    """
+)
+
+
+def test_sigkill_mid_save_resumes_from_previous_state(tmp_path, vae_straight):
+    argv = ["-opt", CI_TINY, "--set", f"path.root={tmp_path / 'b'}", "--set", "logger.progress_bar=false"]
+    argv += [x for item in VAE for x in ("--set", item)]
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, *argv], cwd=REPO, capture_output=True, timeout=600,
+                          env=SUBPROCESS_ENV)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    exp = tmp_path / "b" / "ci_tiny"
+    assert not (exp / "training_state" / "10.state").exists()  # the half-written state never got its name
+    assert list((exp / "training_state").glob(".10.state.*"))  # its temporary file is still there
+    assert (exp / "models" / "10.pth").is_file()  # the model was written before the state
+
+    assert run_train(tmp_path / "b", *VAE, resume="auto") == 0
+    log = (exp / "train.log").read_text()
+    assert "training_state/5.state (iteration 5)" in log
+    assert not list((exp / "training_state").glob(".*.tmp"))
+    assert_same_weights(weights(vae_straight / "10.pth"), weights(exp / "models" / "10.pth"))
+
+
+def test_unknown_config_key_exits_2_naming_it(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(Path(CI_TINY).read_text().replace("val_freq:", "val_freqq:"))
+    proc = subprocess.run([sys.executable, "train.py", "-opt", str(bad), "--set", f"path.root={tmp_path}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=SUBPROCESS_ENV)
+    assert proc.returncode == 2
+    assert "train.val_freqq" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_override_errors_exit_2(tmp_path, capsys):
+    assert run_train(tmp_path, "train.nitre=3") == 2
+    assert "train.nitre" in capsys.readouterr().err
+    assert run_train(tmp_path, "train.amp=fp16") == 2  # fp16 needs CUDA
+    assert "train.amp" in capsys.readouterr().err
+    assert run_train(tmp_path, "train.restarts=[3,2]", "train.T_period=[2,2,2]", "train.restart_weights=[]") == 2
+    assert "train.restarts" in capsys.readouterr().err
+
+
+def test_existing_run_is_not_overwritten(ci_run, capsys):
+    assert run_train(ci_run.parent) == 2
+    assert "--resume auto" in capsys.readouterr().err
+
+
+def test_nonfinite_losses_skip_steps_then_stop(tmp_path, monkeypatch):
+    real = train.pixel_loss
+    calls = {"n": 0}
+
+    def nan_on_second_call(pred, target, criterion):
+        calls["n"] += 1
+        loss = real(pred, target, criterion)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(train, "pixel_loss", nan_on_second_call)
+    assert run_train(tmp_path / "one", "train.niter=4", "train.val_freq=0") == 0
+    log = (tmp_path / "one" / "ci_tiny" / "train.log").read_text()
+    assert "iteration 2: loss is nan; step skipped" in log
+    state = torch.load(tmp_path / "one" / "ci_tiny" / "training_state" / "4.state", weights_only=True)
+    assert state["optimizer"]["state"][0]["step"] == 3  # 4 iterations, one update skipped
+
+    monkeypatch.setattr(train, "pixel_loss", lambda pred, target, crit: real(pred, target, crit) + float("inf"))
+    with pytest.raises(UserError, match=r"iteration 3: loss is inf for 3 iterations in a row"):
+        train.train(train.load_train_config(CI_TINY, [f"path.root={tmp_path / 'all'}", "train.max_nonfinite=3",
+                                                      "logger.progress_bar=false"]))
+
+
+def test_restart_schedule_matches_the_closed_form():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([param], lr=1.0)
+    sched = CosineAnnealingRestartLR(opt, periods=[4, 2, 2], restarts=[4, 8], restart_weights=[0.5, 1.0], eta_min=0.1)
+    lrs = []
+    for _ in range(11):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [1.0, 0.1 + 0.9 * 0.5 * (1 + 2**-0.5), 0.55, 0.1 + 0.9 * 0.5 * (1 - 2**-0.5),  # period 1
+                0.1 + 0.45, 0.1 + 0.45 * 0.5, 0.1, 0.1,  # period 2 (weight 0.5, length 2, then held)
+                1.0, 0.55, 0.1]  # period 3
+    assert lrs == pytest.approx(expected)
+    with pytest.raises(UserError, match="T_period"):
+        CosineAnnealingRestartLR(opt, periods=[4, 2], restarts=[4, 8])
+
+
+def test_training_forward_equals_apply_of_encode(tiny_config):
+    torch.manual_seed(0)
+    ks = KernelSpace.from_config(tiny_config)
+    x, y = torch.rand(2, 3, 72, 100), torch.rand(2, 3, 72, 100)
+    pred, code_mean, kl = train.TrainForward(ks)(x, y)
+    code = ks.encode(x, y)
+    assert torch.allclose(pred, ks.apply(x, code), atol=1e-6)
+    assert torch.allclose(code_mean, code.mean(dim=(2, 3)), atol=1e-6)
+    assert float(kl) == 0.0
