@@ -15,6 +15,7 @@ configs/defaults/dataset.yml, on the held-out "test" stream of --seed, so never 
 validation sample). Results: a table on stdout and evaluate_<name>.json / .md / .png under --out.
 
 Examples:
+    python scripts/evaluate.py          # the shipped model, 100 synthetic pairs, seed 0 -> bench/results/
     python scripts/evaluate.py --model pretrained/default_small.pth --synthetic 100 --seed 0
     python scripts/evaluate.py --model experiments/default_small/models/latest.pth --synthetic 32 --name smoke
     python scripts/evaluate.py --model gopro.pth --data-lmdb val_sharp.lmdb val_blur.lmdb --crop 512 --limit 50
@@ -44,7 +45,7 @@ from data.paired import PairedFolderDataset, PairedLMDBDataset  # noqa: E402
 from data.synthetic import blur_valid  # noqa: E402
 from losses.ssim import ssim  # noqa: E402
 from models import KernelSpace  # noqa: E402
-from transfer import DEFAULT_CONFIG, apply_code, extract_code, load_model  # noqa: E402
+from transfer import DEFAULT_CONFIG, apply_code, extract_code, load_model, model_path_from_config  # noqa: E402
 from utils.config import build_config, load_config, load_schema  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -269,7 +270,7 @@ def write_report(result: dict[str, Any], rows: Sequence[dict[str, Any]], out_dir
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, evaluate, print the table and write the reports."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="kernel-space checkpoint")
+    parser.add_argument("--model", help="kernel-space checkpoint (default: the shipped model of configs/transfer/)")
     data = parser.add_mutually_exclusive_group()
     data.add_argument("--synthetic", type=int, metavar="N", help="N synthetic pairs (default 100 if no data given)")
     data.add_argument("--data", help="paired folder tree with sharp/ and blur/")
@@ -302,15 +303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         samples = synthetic_samples(total, args.size, args.seed, args.set)
         label = f"synthetic {args.size}×{args.size} pairs (dead-leaves, test stream)"
         data_name = f"synthetic{args.size}"
-    model = load_model(args.model, device)
+    model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
+    model = load_model(model_path, device)
     start = time.time()
     rows = evaluate(model, samples, total, args.seed, cfg["tile"], cfg["overlap"])
     seconds = time.time() - start
     summary = summarize(rows)
-    result = {"model": str(args.model), "data": label, "count": len(rows), "seed": args.seed,
+    result = {"model": str(args.model or cfg["model"]), "data": label, "count": len(rows), "seed": args.seed,
               "device": str(device), "seconds": seconds, "summary": summary}
     print(markdown_table(summary))
-    name = args.name or f"{Path(args.model).stem}_{data_name}"
+    name = args.name or f"{model_path.stem}_{data_name}"
     for path in write_report(result, rows, args.out, name):
         print(f"wrote {path}")
     return 0
