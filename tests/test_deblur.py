@@ -1,0 +1,228 @@
+"""deblur.py: the objective decreases, outputs keep the input's kind, determinism, CLI errors (tiny model)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from deblur import deblur_config, deblur_image, main
+from utils.errors import UserError, run_cli
+
+# few steps, small networks: every F call runs on a 128×128 pad of the tiny model
+TINY_DIP = {
+    "iterations": 6,
+    "warmup_iterations": 2,
+    "image": {
+        "param": "dip",
+        "lr": 0.01,
+        "in_channels": 4,
+        "channels_down": [4, 4],
+        "channels_up": [4, 4],
+        "channels_skip": [2, 2],
+    },
+    "kernel": {"param": "dip", "lr": 0.01, "in_channels": 4, "width": 4, "n_down": 2, "n_blocks": 1},
+    "reg_noise_std": 0.01,
+}
+FAST = {
+    "iterations": 4,
+    "scales": [0.5, 1.0],
+    "scale_fractions": [0.5, 0.5],
+    "image": {"param": "pixels", "lr": 0.02},
+    "kernel": {"param": "code", "lr": 0.02, "rescale_init": "extract"},
+}
+
+
+@pytest.fixture
+def blurry() -> torch.Tensor:
+    gen = torch.Generator().manual_seed(3)
+    return torch.rand(1, 3, 34, 40, generator=gen)
+
+
+def test_objective_decreases(tiny_model, blurry):
+    cfg = {
+        "iterations": 12,
+        "image": {"param": "pixels", "lr": 0.05},
+        "kernel": {"param": "code", "lr": 0.05},
+        "lr_schedule": "constant",
+    }
+    result = deblur_image(blurry, tiny_model, cfg, "cpu", progress=False)
+    losses = [h["loss"] for h in result.history if h["phase"] == "main"]
+    assert len(losses) == 12
+    assert np.mean(losses[-3:]) < 0.97 * np.mean(losses[:3]) and losses[-1] < losses[0]
+    assert result.sharp.shape == blurry.shape and result.reblurred.shape == blurry.shape
+    assert result.code.shape == (1, 64, 1, 1)
+    assert 0 <= result.sharp.min() and result.sharp.max() <= 1
+
+
+def test_dip_parameterisation_same_seed_same_output(tiny_model, blurry):
+    a = deblur_image(blurry, tiny_model, TINY_DIP, "cpu", progress=False, seed=1)
+    b = deblur_image(blurry, tiny_model, TINY_DIP, "cpu", progress=False, seed=1)
+    c = deblur_image(blurry, tiny_model, TINY_DIP, "cpu", progress=False, seed=2)
+    # reproducible up to float rounding (multi-threaded CPU reductions may round differently when
+    # buffers land at different addresses): far below one 16-bit grey level (1.5e-5)
+    assert (a.sharp - b.sharp).abs().max() < 2e-6 and (a.code - b.code).abs().max() < 2e-6
+    assert (a.sharp - c.sharp).abs().max() > 1e-3
+    phases = [h["phase"] for h in a.history]
+    assert (
+        phases.count("warmup_image") == 2 and phases.count("warmup_kernel") == 2 and phases.count("main") == 6
+    )
+    assert all(p.requires_grad for p in tiny_model.parameters())  # the model is handed back unchanged
+
+
+def test_coarse_to_fine_and_mean_code(tiny_model, blurry):
+    tiny_model.meta["mean_code"] = torch.full((64,), 0.25)
+    result = deblur_image(blurry, tiny_model, FAST, "cpu", progress=False)
+    scales = [h["scale"] for h in result.history if h["phase"] == "main"]
+    assert scales == [0.5, 0.5, 1.0, 1.0]
+    # a scale whose image would fall below min_size is dropped
+    small = torch.rand(1, 3, 20, 20)
+    result = deblur_image(small, tiny_model, FAST, "cpu", progress=False)
+    assert {h["scale"] for h in result.history} == {1.0} and len(result.history) == 4
+
+
+def test_early_stop_ends_a_plateau(tiny_model, blurry):
+    cfg = {
+        **FAST,
+        "iterations": 40,
+        "scales": [1.0],
+        "scale_fractions": [1.0],
+        "image": {"param": "pixels", "lr": 0.0},
+        "kernel": {"param": "code", "lr": 0.0},
+        "early_stop": {"enabled": True, "window": 3, "min_improvement": 1e-3, "min_fraction": 0.0},
+    }
+    history = deblur_image(blurry, tiny_model, cfg, "cpu", progress=False).history
+    # a constant objective: stops after two windows of the last loss phase (t >= switch_at 0.5: step 20)
+    assert len(history) == 26 and history[-1]["stopped"]
+    assert not any(h.get("stopped") for h in history[:-1])
+
+
+def test_too_small_and_bad_config(tiny_model):
+    with pytest.raises(UserError, match="too small"):
+        deblur_image(torch.rand(1, 3, 1, 1), tiny_model, FAST, "cpu", progress=False)
+    with pytest.raises(UserError, match="unknown config key 'image.bogus'"):
+        deblur_config({"image": {"bogus": 1}})
+    with pytest.raises(UserError, match="scales"):
+        deblur_config({"scales": [1.0, 0.5], "scale_fractions": [1, 1]})
+    with pytest.raises(UserError, match="VGG-19"):
+        deblur_image(torch.rand(1, 3, 32, 32), tiny_model, {"loss": {"early": {"perceptual": 1.0}}}, "cpu")
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_setup(tmp_path, tiny_model):
+    model = tmp_path / "tiny.pth"
+    tiny_model.save(str(model))
+    config = tmp_path / "tiny.yml"
+    config.write_text(yaml.safe_dump({**FAST, "iterations": 2, "scales": [1.0], "scale_fractions": [1.0]}))
+    return model, config
+
+
+def _run(model, config, *args) -> int:
+    return run_cli(
+        main, ["--model", str(model), "--config", str(config), "--device", "cpu", "--quiet", *args]
+    )
+
+
+@pytest.mark.parametrize(
+    "name, array",
+    [
+        ("gray.png", np.random.default_rng(0).integers(0, 256, (30, 26), dtype=np.uint8)),
+        ("rgb.png", np.random.default_rng(1).integers(0, 256, (30, 26, 3), dtype=np.uint8)),
+        ("rgba.png", np.random.default_rng(2).integers(0, 256, (30, 26, 4), dtype=np.uint8)),
+        ("deep.png", np.random.default_rng(3).integers(0, 65536, (30, 26, 3), dtype=np.uint16)),
+    ],
+)
+def test_cli_output_keeps_the_input_kind(tmp_path, cli_setup, name, array):
+    model, config = cli_setup
+    src, dst = tmp_path / name, tmp_path / f"out_{name}"
+    cv2.imwrite(str(src), array)
+    assert _run(model, config, "--input", str(src), "--output", str(dst)) == 0
+    out = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+    assert out.shape == array.shape and out.dtype == array.dtype
+    if array.ndim == 3 and array.shape[2] == 4:
+        assert np.array_equal(out[..., 3], array[..., 3])  # alpha passed through
+
+
+def test_cli_extras_and_report(tmp_path, cli_setup):
+    model, config = cli_setup
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    args = [
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "out.png"),
+        "--save-kernel",
+        str(tmp_path / "k.pt"),
+        "--save-reblur",
+        str(tmp_path / "re.png"),
+        "--save-psf",
+        str(tmp_path / "psf.png"),
+        "--report",
+        str(tmp_path / "r.json"),
+        "--iters",
+        "1",
+    ]
+    assert _run(model, config, *args) == 0
+    saved = torch.load(tmp_path / "k.pt", weights_only=True)
+    assert saved["code"].shape == (1, 64, 1, 1)
+    assert cv2.imread(str(tmp_path / "re.png")).shape == (40, 48, 3)
+    assert cv2.imread(str(tmp_path / "psf.png")) is not None
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["images"][0]["status"] == "ok" and report["images"][0]["steps"] == 1
+
+
+def test_cli_folder_mode(tmp_path, cli_setup):
+    model, config = cli_setup
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), np.full((24, 24, 3), 100, np.uint8))
+    (src / "broken.png").write_bytes(b"not a png")
+    (src / "notes.txt").write_text("x")
+    report = tmp_path / "r.json"
+    assert (
+        _run(model, config, "--input-dir", str(src), "--output-dir", str(out), "--report", str(report)) == 1
+    )
+    status = {r["input"].split("/")[-1]: r["status"] for r in json.loads(report.read_text())["images"]}
+    assert status == {"a.png": "ok", "broken.png": "failed", "notes.txt": "skipped"}
+    assert (out / "a.png").is_file()
+    (src / "broken.png").unlink()
+    before = (out / "a.png").stat().st_mtime_ns
+    assert _run(model, config, "--input-dir", str(src), "--output-dir", str(out), "--skip-existing") == 0
+    assert (out / "a.png").stat().st_mtime_ns == before
+
+
+def test_cli_errors_exit_2(tmp_path, cli_setup, capsys):
+    model, config = cli_setup
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.zeros((24, 24, 3), np.uint8))
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
+    bad_cfg = tmp_path / "bad.yml"
+    bad_cfg.write_text("scales: [1.0]\nunknown_key: 3\n")
+    cases = [
+        ["--input", str(tmp_path / "missing.png")],
+        ["--input", str(tiny)],
+        ["--input", str(good), "--set", "image.param=magic"],
+        ["--input", str(good), "--output", str(tmp_path / "out.xyz")],
+        ["--input-dir", str(tmp_path)],
+        ["--input", str(good), "--iters", "0"],
+    ]
+    for args in cases:
+        assert _run(model, config, *args) == 2, args
+    assert run_cli(main, ["--input", str(good), "--config", str(bad_cfg)]) == 2
+    assert (
+        run_cli(main, ["--input", str(good), "--model", str(tmp_path / "none.pth"), "--config", str(config)])
+        == 2
+    )
+    assert run_cli(main, ["--input", str(good), "--model", str(bad_cfg), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "too small" in err and "unknown config key 'unknown_key'" in err and "none.pth" in err
+    assert "Traceback" not in err
