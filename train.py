@@ -611,14 +611,17 @@ def image_grid(sharp: torch.Tensor, blur: torch.Tensor, pred: torch.Tensor, coun
 
 
 # --------------------------------------------------------------------------------------------- loop
-def prepare_experiment(paths: ExperimentPaths, resume: str | None) -> None:
-    """Refuse to overwrite a previous run unless resuming; clear temporaries of a killed run."""
+def prepare_experiment(paths: ExperimentPaths, resume: str | None, info: DistInfo) -> None:
+    """Refuse to overwrite a previous run unless resuming (checked on every rank, so that all of
+    them stop together); rank 0 clears temporaries left by a killed run."""
     if resume is None and newest_states(paths):
         raise UserError(
             f"{paths.root}: holds a previous run; pass --resume auto to continue it, or choose another "
             "name (--set name=...) or path.root"
         )
-    remove_stale_temporaries(paths)
+    barrier(info)  # every rank has looked before rank 0 removes anything
+    if info.is_main:
+        remove_stale_temporaries(paths)
 
 
 def train(cfg: dict, device: torch.device | str = "cpu", resume: str | None = None,
@@ -637,9 +640,7 @@ def train(cfg: dict, device: torch.device | str = "cpu", resume: str | None = No
     writer = None
     threads = torch.get_num_threads()
     try:
-        if info.is_main:
-            prepare_experiment(paths, resume)
-        barrier(info)
+        prepare_experiment(paths, resume, info)
         handlers = setup_logging(paths if info.is_main else None)
         if t["num_threads"] > 0:
             torch.set_num_threads(t["num_threads"])
@@ -650,7 +651,7 @@ def train(cfg: dict, device: torch.device | str = "cpu", resume: str | None = No
         optimizer, scheduler = build_optimizer(cfg, ks)
         scaler = torch.amp.GradScaler(device.type, enabled=t["amp"] == "fp16")
         loader, sampler, loader_gen = build_train_loader(cfg, info, device)
-        val_loader = build_val_loader(cfg, device) if info.is_main else None
+        val_loader = build_val_loader(cfg, device)  # built everywhere (same errors on every rank), used on rank 0
         batch_size = cfg["datasets"]["train"]["batch_size"]
 
         loop = LoopState()
