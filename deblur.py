@@ -254,6 +254,7 @@ def _optimise_scale(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Warm up and optimise x and k at one scale; returns the final (x, k) without input noise."""
     ic, kc, lc = cfg["image"], cfg["kernel"], cfg["loss"]
+    k_lr = kc["lr"]
     std = cfg["reg_noise_std"]
 
     def jitter(z: torch.Tensor) -> torch.Tensor:
@@ -289,6 +290,8 @@ def _optimise_scale(
     else:
         code = k0.clone().requires_grad_(True)
         k_params = [code]
+        if kc["lr_relative"]:
+            k_lr = kc["lr"] * max(float(k0.pow(2).mean().sqrt()), 1e-8)
 
         def make_k(noisy: bool) -> torch.Tensor:
             return code
@@ -308,8 +311,8 @@ def _optimise_scale(
             opt.step()
             history.append({"scale": scale, "phase": f"warmup_{name}", "step": step, "loss": loss.item()})
 
-    opt = torch.optim.Adam([{"params": x_params, "lr": ic["lr"]}, {"params": k_params, "lr": kc["lr"]}])
-    base_lrs = [ic["lr"], kc["lr"]]
+    opt = torch.optim.Adam([{"params": x_params, "lr": ic["lr"]}, {"params": k_params, "lr": k_lr}])
+    base_lrs = [ic["lr"], k_lr]
     es = cfg["early_stop"]
     last_phase_start = round(lc["switch_at"] * steps) if lc["switch_at"] < 1 else 0
     objectives: list[float] = []
@@ -433,7 +436,10 @@ def _deblur_file(
 
     loaded = read_image(src)
     start = time.perf_counter()
-    result = deblur_image(to_tensor(loaded.rgb), kernel_space, cfg, device, progress=progress, seed=seed)
+    try:
+        result = deblur_image(to_tensor(loaded.rgb), kernel_space, cfg, device, progress=progress, seed=seed)
+    except UserError as exc:
+        raise UserError(f"{src}: {exc}") from exc
     seconds = time.perf_counter() - start
     write_image(dst, to_numpy(result.sharp), like=loaded)
     if extras["reblur"] is not None:
@@ -467,9 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     overrides = list(args.set) + ([f"iterations={args.iters}"] if args.iters is not None else [])
-    cfg = deblur_config(load_config(args.config, "deblur", overrides), source=args.config)
     if args.iters is not None and args.iters < 1:
         raise UserError(f"--iters must be >= 1, got {args.iters}")
+    cfg = deblur_config(load_config(args.config, "deblur", overrides), source=args.config)
     if args.input_dir is not None:
         if args.output_dir is None:
             raise UserError("--input-dir needs --output-dir")

@@ -54,11 +54,12 @@ from utils.dist import (
     init_distributed,
 )
 from utils.errors import UserError, run_cli
-from utils.fileio import atomic_path
+from utils.fileio import atomic_path, unwritable_reason
 from utils.lr_scheduler import CosineAnnealingRestartLR, check_restart_schedule
 from utils.sampler import ResumableDistributedSampler
 
 LOG = logging.getLogger("train")
+LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
 AMP_MODES = ("none", "bf16", "fp16")
 PIXEL_CRITERIA = ("cb", "l1", "l2")
 STATE_SUFFIX = ".state"
@@ -576,22 +577,31 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def setup_logging(paths: ExperimentPaths | None) -> list[logging.Handler]:
-    """Log to the console (through tqdm) and to train.log (rank 0: ``paths`` given). Returns the
-    handlers, to be removed by :func:`close_logging`."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+def setup_logging(is_main: bool) -> list[logging.Handler]:
+    """Log to the console through tqdm (other ranks: warnings only). Returns the handlers, to be
+    removed by :func:`close_logging`; :func:`attach_log_file` adds train.log once the run is valid."""
     handlers: list[logging.Handler] = [_TqdmHandler()]
-    if paths is not None:
-        paths.root.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(paths.log, encoding="utf-8"))
-    else:
+    if not is_main:
         handlers[0].setLevel(logging.WARNING)
     for h in handlers:
-        h.setFormatter(fmt)
+        h.setFormatter(LOG_FORMAT)
         LOG.addHandler(h)
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
     return handlers
+
+
+def attach_log_file(paths: ExperimentPaths, handlers: list[logging.Handler]) -> None:
+    """Create the experiment folder and append the log to its train.log (rank 0)."""
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(paths.log, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{paths.root}: cannot create the experiment folder "
+                        f"({unwritable_reason(paths.root, exc)})") from exc
+    handler.setFormatter(LOG_FORMAT)
+    LOG.addHandler(handler)
+    handlers.append(handler)
 
 
 def close_logging(handlers: list[logging.Handler]) -> None:
@@ -641,7 +651,7 @@ def train(cfg: dict, device: torch.device | str = "cpu", resume: str | None = No
     threads = torch.get_num_threads()
     try:
         prepare_experiment(paths, resume, info)
-        handlers = setup_logging(paths if info.is_main else None)
+        handlers = setup_logging(info.is_main)
         if t["num_threads"] > 0:
             torch.set_num_threads(t["num_threads"])
         autocast = autocast_context(t["amp"], device)
@@ -658,10 +668,12 @@ def train(cfg: dict, device: torch.device | str = "cpu", resume: str | None = No
         found = find_resume_state(resume, paths) if resume else None
         if found is not None:
             loop = restore(found[0], found[1], ks, optimizer, scheduler, scaler, info, batch_size)
-            LOG.info("resumed from %s (iteration %d)", found[1], loop.iteration)
         elif resume not in (None, "auto"):
             raise UserError(f"--resume {resume}: no training state found")
-        if info.is_main:
+        if info.is_main:  # the run is valid: only now does anything appear under path.root
+            attach_log_file(paths, handlers)
+            if found is not None:
+                LOG.info("resumed from %s (iteration %d)", found[1], loop.iteration)
             with atomic_path(paths.root / "config.yml", suffix=".yml") as tmp:
                 tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
             if cfg["use_tb_logger"]:

@@ -344,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sharp.size != blurry.size:
             raise UserError(f"{args.blur}: blurry image is {blurry.size[0]}×{blurry.size[1]} but the sharp image "
                             f"{args.sharp} is {sharp.size[0]}×{sharp.size[1]}; a pair must have one size")
+        if min(sharp.size) < cfg["min_pair_size"]:
+            raise UserError(f"{args.sharp}: pair of {sharp.size[0]}×{sharp.size[1]} pixels is too small to "
+                            f"estimate its blur (min_pair_size: {cfg['min_pair_size']} px)")
         paths = output_paths(args.target, args.output, args.output_dir, "_transfer")
     model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
     model = load_model(model_path, device)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from data.image_io import decode_image, is_image_file, read_image
 from utils.errors import UserError
+from utils.fileio import unwritable_reason
 
 GOPRO_SIDES = ("sharp", "blur")
 _META_LINE = re.compile(r"^(\S+)\s+\((\d+),\s*(\d+),\s*(\d+)\)(?:\s+\S+)?\s*$")
@@ -121,8 +122,11 @@ def create_lmdb(
         raise UserError(f"{save_path}: already exists (use --overwrite to replace it)")
     layout, items = collect_images(img_folder, side)
     name = name or save_path.stem
-    save_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{save_path.name}.", suffix=".building", dir=save_path.parent))
+    try:
+        save_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{save_path.name}.", suffix=".building", dir=save_path.parent))
+    except OSError as exc:
+        raise UserError(f"{save_path}: cannot create the LMDB ({unwritable_reason(save_path.parent, exc)})") from exc
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; give the LMDB folder the usual permissions

@@ -99,7 +99,7 @@ def augment_dataset(
         raise UserError("no target images to blur")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tree = out if fmt == "folder" else Path(tempfile.mkdtemp(prefix=".augment.", dir=out))
+    tree = Path(tempfile.mkdtemp(prefix=".augment.", dir=out))  # moved into place only when complete
     device = next(kernel_space.parameters()).device
     records = []
     count = len(targets) * per_target
@@ -117,13 +117,16 @@ def augment_dataset(
             write_image(tree / "blur" / rel, blurry[0].permute(1, 2, 0).cpu().numpy())
             records.append({"file": rel.as_posix(), "target": str(target_path), "source_index": pair_index,
                              "source_key": str(pair["key"])})
-        if fmt == "lmdb":
-            for side in ("sharp", "blur"):
+        for side in ("sharp", "blur"):
+            if fmt == "lmdb":
                 create_lmdb(tree / side, out / f"{side}.lmdb", name=f"augmented_{side}", overwrite=True,
                             progress=progress)
+            else:
+                if (out / side).exists():  # --overwrite: replace the previous tree
+                    shutil.rmtree(out / side)
+                os.replace(tree / side, out / side)
     finally:
-        if fmt == "lmdb":
-            shutil.rmtree(tree, ignore_errors=True)
+        shutil.rmtree(tree, ignore_errors=True)
     info = {"count": count, "seed": seed, "per_target": per_target, "format": fmt,
             "model": model_name, "samples": records}
     atomic_write(out / "augment_info.yml", lambda tmp: tmp.write_text(yaml.safe_dump(info, sort_keys=False)),

@@ -88,16 +88,16 @@ def test_coarse_to_fine_and_mean_code(tiny_model, blurry):
 def test_early_stop_ends_a_plateau(tiny_model, blurry):
     cfg = {
         **FAST,
-        "iterations": 40,
+        "iterations": 16,
         "scales": [1.0],
         "scale_fractions": [1.0],
         "image": {"param": "pixels", "lr": 0.0},
         "kernel": {"param": "code", "lr": 0.0},
-        "early_stop": {"enabled": True, "window": 3, "min_improvement": 1e-3, "min_fraction": 0.0},
+        "early_stop": {"enabled": True, "window": 2, "min_improvement": 1e-3, "min_fraction": 0.0},
     }
     history = deblur_image(blurry, tiny_model, cfg, "cpu", progress=False).history
-    # a constant objective: stops after two windows of the last loss phase (t >= switch_at 0.5: step 20)
-    assert len(history) == 26 and history[-1]["stopped"]
+    # a constant objective: stops after two windows of the last loss phase (t >= switch_at 0.5: step 8)
+    assert len(history) == 12 and history[-1]["stopped"]
     assert not any(h.get("stopped") for h in history[:-1])
 
 
