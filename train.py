@@ -580,15 +580,14 @@ class _TqdmHandler(logging.Handler):
 def setup_logging(is_main: bool) -> list[logging.Handler]:
     """Log to the console through tqdm (other ranks: warnings only). Returns the handlers, to be
     removed by :func:`close_logging`; :func:`attach_log_file` adds train.log once the run is valid."""
-    handlers: list[logging.Handler] = [_TqdmHandler()]
+    console = _TqdmHandler()
     if not is_main:
-        handlers[0].setLevel(logging.WARNING)
-    for h in handlers:
-        h.setFormatter(LOG_FORMAT)
-        LOG.addHandler(h)
+        console.setLevel(logging.WARNING)
+    console.setFormatter(LOG_FORMAT)
+    LOG.addHandler(console)
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
-    return handlers
+    return [console]
 
 
 def attach_log_file(paths: ExperimentPaths, handlers: list[logging.Handler]) -> None:
@@ -605,7 +604,7 @@ def attach_log_file(paths: ExperimentPaths, handlers: list[logging.Handler]) -> 
 
 
 def close_logging(handlers: list[logging.Handler]) -> None:
-    """Detach and close what :func:`setup_logging` attached."""
+    """Detach and close what :func:`setup_logging` and :func:`attach_log_file` attached."""
     for h in handlers:
         LOG.removeHandler(h)
         h.close()
