@@ -467,23 +467,47 @@ def train_step(
 
 
 # --------------------------------------------------------------------------------------------- validate
+@dataclass
+class ValidationScores:
+    """Mean PSNR (dB) over the validation images of F(x, G(x, y)) vs y (``psnr``), of F(x, k') with
+    the code k' of another pair of the batch (``other_code_psnr``; NaN for batches of one) and of
+    the identity y := x (``identity_psnr``). ``psnr`` close to ``other_code_psnr`` means F ignores
+    its code: the kernel space has collapsed to one average blur."""
+
+    psnr: float
+    other_code_psnr: float
+    identity_psnr: float
+
+
+def _psnr_sum(pred: torch.Tensor, target: torch.Tensor) -> float:
+    mse = (pred.float().clamp(0, 1) - target).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10.0 * torch.log10(1.0 / mse)).sum())
+
+
 @torch.no_grad()
 def validate(ks: KernelSpace, loader: DataLoader, device: torch.device, channels_last: bool = False,
-             autocast: contextlib.AbstractContextManager | None = None) -> float:
-    """Kernel-space PSNR (dB, images in [0, 1]) of F(x, G(x, y)) against y, averaged over the images
-    of ``loader`` (deterministic code: the mean for a VAE model)."""
+             autocast: contextlib.AbstractContextManager | None = None) -> ValidationScores:
+    """:class:`ValidationScores` of ``ks`` on the images of ``loader`` (images in [0, 1];
+    deterministic code: the mean for a VAE model)."""
     was_training = ks.training
     ks.eval()
-    total, count = 0.0, 0
+    total = other = identity = 0.0
+    count = other_count = 0
     for batch in loader:
         sharp, blur = to_device(batch, device, channels_last)
         with autocast or contextlib.nullcontext():
-            pred = ks(sharp, blur)
-        mse = (pred.float().clamp(0, 1) - blur).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-        total += float((10.0 * torch.log10(1.0 / mse)).sum())
-        count += mse.numel()
+            code = ks.extract_code(sharp, blur)
+            pred = ks.apply(sharp, code)
+            other_pred = ks.apply(sharp, code.roll(1, 0)) if len(code) > 1 else None
+        total += _psnr_sum(pred, blur)
+        identity += _psnr_sum(sharp, blur)
+        count += len(blur)
+        if other_pred is not None:
+            other += _psnr_sum(other_pred, blur)
+            other_count += len(blur)
     ks.train(was_training)
-    return total / max(count, 1)
+    return ValidationScores(total / max(count, 1), other / other_count if other_count else math.nan,
+                            identity / max(count, 1))
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -782,12 +806,16 @@ def run_loop(
 
         if t["val_freq"] and (it % t["val_freq"] == 0 or it == niter):
             if info.is_main and val_loader is not None:
-                psnr = validate(ks, val_loader, device, t["channels_last"], autocast)
+                scores = validate(ks, val_loader, device, t["channels_last"], autocast)
+                psnr = scores.psnr
                 improved = psnr > loop.best_psnr
                 loop.best_psnr = max(loop.best_psnr, psnr)
-                LOG.info("iter %d  validation PSNR %.3f dB (best %.3f)", it, psnr, loop.best_psnr)
+                LOG.info("iter %d  validation PSNR %.3f dB (best %.3f); with another pair's code %.3f, "
+                         "identity %.3f", it, psnr, loop.best_psnr, scores.other_code_psnr, scores.identity_psnr)
                 if writer is not None:
                     writer.add_scalar("val/psnr", psnr, it)
+                    writer.add_scalar("val/psnr_other_code", scores.other_code_psnr, it)
+                    writer.add_scalar("val/psnr_identity", scores.identity_psnr, it)
                 if improved:
                     ks.save(str(paths.model_file("best")),
                             meta={**model_meta(loop, cfg, now - start_time), "val_psnr": psnr})

@@ -9,6 +9,10 @@ Two measurements, each beside the identity baseline (the output is the sharp inp
   x̂ ⊛ k on new sharp images x̂ (baseline: ŷ := x̂). x̂ are random crops of scikit-image's bundled
   photos, which are reserved for evaluation and never used for training.
 
+A third column checks that the code carries the pair's blur at all: the same PSNRs with the code
+of ANOTHER pair (the previous one) in place of G(x, y). A kernel space whose F ignores its code
+scores the same there as with the right code.
+
 Pairs come from a paired folder tree (--data), an LMDB pair (--data-lmdb) or the synthetic
 generator run on the fly (--synthetic N: dead-leaves images and random kernels from
 configs/defaults/dataset.yml, on the held-out "test" stream of --seed, so never a training or
@@ -131,20 +135,28 @@ def evaluate_sample(
     target: np.ndarray | None = None,
     tile: int | None = 512,
     overlap: int = 128,
+    code: torch.Tensor | None = None,
+    other_code: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Metrics of one pair (see the module docstring); keys ``<metric>`` and ``<metric>_identity``.
+    """Metrics of one pair (see the module docstring); keys ``<metric>``, ``<metric>_identity`` and,
+    given ``other_code`` (the code of another pair), ``reblur_psnr_othercode``/``transfer_psnr_othercode``.
 
     ``target``: for a sample with a "kernel", a sharp image of side S + K - 1 whose central S×S
-    crop is x̂ and whose valid convolution with the kernel is the reference x̂ ⊛ k.
+    crop is x̂ and whose valid convolution with the kernel is the reference x̂ ⊛ k. ``code``: G(x, y)
+    if already computed.
     """
     sharp, blur = sample["sharp"], sample["blur"]
-    code = extract_code(kernel_space, sharp, blur, None, overlap)
+    if code is None:
+        code = extract_code(kernel_space, sharp, blur, None, overlap)
     reblur = apply_code(kernel_space, sharp, code, tile, overlap).clamp(0, 1).cpu()
     row: dict[str, Any] = {
         "key": sample["key"],
         "reblur_psnr": psnr(reblur, blur), "reblur_psnr_identity": psnr(sharp, blur),
         "reblur_ssim": ssim(reblur, blur).item(), "reblur_ssim_identity": ssim(sharp, blur).item(),
     }
+    if other_code is not None:
+        other_reblur = apply_code(kernel_space, sharp, other_code, tile, overlap).clamp(0, 1).cpu()
+        row["reblur_psnr_othercode"] = psnr(other_reblur, blur)
     if "clean" in sample:
         row["reblur_clean_psnr"] = psnr(reblur, sample["clean"])
         row["reblur_clean_psnr_identity"] = psnr(sharp, sample["clean"])
@@ -158,14 +170,17 @@ def evaluate_sample(
             "transfer_psnr": psnr(moved, reference), "transfer_psnr_identity": psnr(new_sharp, reference),
             "transfer_ssim": ssim(moved, reference).item(), "transfer_ssim_identity": ssim(new_sharp, reference).item(),
         })
+        if other_code is not None:
+            moved_other = apply_code(kernel_space, new_sharp, other_code, tile, overlap).clamp(0, 1).cpu()
+            row["transfer_psnr_othercode"] = psnr(moved_other, reference)
     return row
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean, median and min over samples of every metric and its identity baseline present in ``rows``."""
+    """Mean, median and min over samples of every metric and its baselines present in ``rows``."""
     out = {}
     for key, _, _ in METRICS:
-        for name in (key, f"{key}_identity"):
+        for name in (key, f"{key}_identity", f"{key}_othercode"):
             values = np.array([r[name] for r in rows if name in r and math.isfinite(r[name])])
             if values.size:
                 out[name] = {"mean": float(values.mean()), "median": float(np.median(values)),
@@ -173,6 +188,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+@torch.inference_mode()
 def evaluate(
     kernel_space: KernelSpace,
     samples: Iterator[dict[str, Any]],
@@ -183,9 +199,11 @@ def evaluate(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Per-sample metric rows for ``samples`` (see :func:`evaluate_sample`); synthetic samples get a
-    transfer target cut from a bundled photo chosen by ``default_rng([seed, 7, index])``."""
+    transfer target cut from a bundled photo chosen by ``default_rng([seed, 7, index])``. Every pair
+    but the first is also scored with the previous pair's code (the ``_othercode`` baseline)."""
     photos = None
     rows = []
+    previous_code = None
     for index, sample in enumerate(tqdm(samples, total=total, desc="evaluate", unit="pair", disable=not progress)):
         target = None
         if "kernel" in sample:
@@ -193,23 +211,28 @@ def evaluate(
             rng = np.random.default_rng([seed, 7, index])
             side = sample["sharp"].shape[-1] + sample["kernel"].shape[0] - 1
             target = random_crop(rng, photos[int(rng.integers(len(photos)))], side)
-        rows.append(evaluate_sample(kernel_space, sample, target, tile, overlap))
+        code = extract_code(kernel_space, sample["sharp"], sample["blur"], None, overlap)
+        rows.append(evaluate_sample(kernel_space, sample, target, tile, overlap, code, previous_code))
+        previous_code = code
     return rows
 
 
 # -- reports --------------------------------------------------------------------------------------
 def markdown_table(summary: dict[str, dict[str, float]], header: str = "") -> str:
-    """The summary as a markdown table: metric | model (mean / median) | identity baseline."""
+    """The summary as a markdown table: metric | model (mean / median) | identity baseline | model
+    with another pair's code (mean)."""
     lines = [header] if header else []
-    lines += ["| metric | model mean | model median | identity mean | identity median |",
-              "|---|---:|---:|---:|---:|"]
+    lines += ["| metric | model mean | model median | identity mean | identity median "
+              "| another pair's code mean (pairs 2..N) |",
+              "|---|---:|---:|---:|---:|---:|"]
     for key, label, unit in METRICS:
         if key not in summary:
             continue
-        m, b = summary[key], summary.get(f"{key}_identity", {})
+        m, b, o = summary[key], summary.get(f"{key}_identity", {}), summary.get(f"{key}_othercode", {})
         fmt = "{:.2f}" if unit == "dB" else "{:.4f}"
         cells = [fmt.format(m["mean"]), fmt.format(m["median"]),
-                 fmt.format(b["mean"]) if b else "–", fmt.format(b["median"]) if b else "–"]
+                 fmt.format(b["mean"]) if b else "–", fmt.format(b["median"]) if b else "–",
+                 fmt.format(o["mean"]) if o else "–"]
         lines.append(f"| {label}{' (' + unit + ')' if unit else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

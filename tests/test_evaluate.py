@@ -98,3 +98,32 @@ def test_cli_on_a_folder_and_its_errors(tmp_path, tiny_model, capsys):
     capsys.readouterr()
     assert run_cli(evaluate.main, base + ["--data", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+class GainModel(torch.nn.Module):
+    """A kernel space whose code is the blurry image's mean and whose F scales x to that mean."""
+
+    kernel_dim = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def extract_code(self, sharp: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
+        return blur.mean().reshape(1, 1, 1, 1)
+
+    def apply(self, sharp: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return sharp * (code.mean() / sharp.mean())
+
+
+def test_another_pairs_code_baseline_separates_used_from_ignored_codes():
+    samples = [{"key": str(i), "sharp": torch.full((1, 3, 32, 32), 0.5), "blur": torch.full((1, 3, 32, 32), v)}
+               for i, v in enumerate((0.2, 0.8, 0.3))]
+    used = evaluate.evaluate(GainModel(), iter(samples), tile=None, progress=False)
+    assert "reblur_psnr_othercode" not in used[0]  # the first pair has no previous code
+    for row in used[1:]:
+        assert row["reblur_psnr"] > 60 and row["reblur_psnr_othercode"] < 15
+    ignored = evaluate.evaluate(KernelModel(np.ones((3, 3)) / 9), iter(samples), tile=None, progress=False)
+    assert all(r["reblur_psnr_othercode"] == r["reblur_psnr"] for r in ignored[1:])
+    table = evaluate.markdown_table(evaluate.summarize(ignored))
+    assert "another pair's code" in table

@@ -56,7 +56,7 @@ def test_ci_tiny_writes_every_output(ci_run):
     assert sorted(p.name for p in states.iterdir()) == ["10.state", "5.state"]
     assert list((ci_run / "tb").glob("events.out.tfevents.*"))
     log = (ci_run / "train.log").read_text()
-    assert "iter 10" in log and "validation PSNR" in log
+    assert "iter 10" in log and "validation PSNR" in log and "with another pair's code" in log
     assert (ci_run / "config.yml").is_file()
 
     model = KernelSpace.load(str(models / "latest.pth"))
@@ -79,7 +79,8 @@ def test_tensorboard_has_scalars_and_images(ci_run):
     acc = EventAccumulator(str(ci_run / "tb"))
     acc.Reload()
     tags = acc.Tags()
-    assert {"loss/total", "loss/pixel", "lr", "val/psnr"} <= set(tags["scalars"])
+    assert {"loss/total", "loss/pixel", "lr", "val/psnr", "val/psnr_other_code", "val/psnr_identity"} <= set(
+        tags["scalars"])
     assert "train/x_y_reblur" in tags["images"]
 
 
