@@ -470,8 +470,9 @@ def train_step(
 @dataclass
 class ValidationScores:
     """Mean PSNR (dB) over the validation images of F(x, G(x, y)) vs y (``psnr``), of F(x, k') with
-    the code k' of another pair of the batch (``other_code_psnr``; NaN for batches of one) and of
-    the identity y := x (``identity_psnr``). ``psnr`` close to ``other_code_psnr`` means F ignores
+    the code k' of another pair (``other_code_psnr``: the previous pair of the batch, or of the
+    previous batch for batches of one; NaN with a single validation image) and of the identity
+    y := x (``identity_psnr``). ``psnr`` close to ``other_code_psnr`` means F ignores
     its code: the kernel space has collapsed to one average blur."""
 
     psnr: float
@@ -493,12 +494,15 @@ def validate(ks: KernelSpace, loader: DataLoader, device: torch.device, channels
     ks.eval()
     total = other = identity = 0.0
     count = other_count = 0
+    previous_code = None
     for batch in loader:
         sharp, blur = to_device(batch, device, channels_last)
         with autocast or contextlib.nullcontext():
             code = ks.extract_code(sharp, blur)
             pred = ks.apply(sharp, code)
-            other_pred = ks.apply(sharp, code.roll(1, 0)) if len(code) > 1 else None
+            other_code = code.roll(1, 0) if len(code) > 1 else previous_code
+            other_pred = ks.apply(sharp, other_code) if other_code is not None else None
+        previous_code = code[-1:]
         total += _psnr_sum(pred, blur)
         identity += _psnr_sum(sharp, blur)
         count += len(blur)

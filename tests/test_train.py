@@ -3,6 +3,7 @@ errors, NaN handling, the learning-rate schedule and the training forward pass."
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -220,3 +221,26 @@ def test_training_forward_equals_apply_of_encode(tiny_config):
     assert torch.allclose(pred, ks.apply(x, code), atol=1e-6)
     assert torch.allclose(code_mean, code.mean(dim=(2, 3)), atol=1e-6)
     assert float(kl) == 0.0
+
+
+class MeanCodeModel(torch.nn.Module):
+    """A kernel space whose code is the blurry image's mean and whose F shifts x to that mean."""
+
+    def extract_code(self, sharp: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
+        return blur.mean(dim=(1, 2, 3)).reshape(-1, 1, 1, 1)
+
+    def apply(self, sharp: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return sharp - sharp.mean(dim=(1, 2, 3), keepdim=True) + code
+
+
+def test_validate_scores_another_pairs_code_for_any_batch_size():
+    sharp = torch.full((3, 3, 8, 8), 0.5)
+    blur = torch.stack([torch.full((3, 8, 8), v) for v in (0.2, 0.6, 0.9)])
+    batches = [{"sharp": sharp[i:i + n], "blur": blur[i:i + n]} for n in (1, 3) for i in range(0, 3, n)]
+    by_one, whole = batches[:3], batches[3:]
+    for loader in (by_one, whole):
+        scores = train.validate(MeanCodeModel(), loader, torch.device("cpu"))
+        assert scores.psnr == pytest.approx(100.0)  # the 1e-10 floor: F reproduces y exactly
+        assert scores.other_code_psnr < 15 and scores.identity_psnr < 15
+    # one validation image: there is no other pair
+    assert math.isnan(train.validate(MeanCodeModel(), by_one[:1], torch.device("cpu")).other_code_psnr)
