@@ -39,9 +39,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data import build_dataset
-from losses import charbonnier, kl_divergence
+from losses import charbonnier, kernel_code_loss, kernel_projection, kl_divergence
 from models import KernelSpace, pad_to_multiple
 from models.checkpoint import read_checkpoint_file
+from models.init import INIT_SCHEMES, initialise_kernel_space
 from utils.config import build_config, load_schema
 from utils.device import resolve_device
 from utils.dist import (
@@ -128,6 +129,17 @@ def check_train_config(cfg: dict, source: str = "config") -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise UserError(f"{source}: config key '{key}' must be >= 0, got {value}")
+    if t["init"] not in INIT_SCHEMES:
+        raise UserError(
+            f"{source}: config key 'train.init' must be one of {', '.join(INIT_SCHEMES)}, got {t['init']!r}"
+        )
+    if t["kernel_weight"] < 0:
+        raise UserError(f"{source}: config key 'train.kernel_weight' must be >= 0, got {t['kernel_weight']}")
+    if t["kernel_weight"] > 0 and cfg["datasets"]["train"]["mode"] != "synthetic":
+        raise UserError(
+            f"{source}: config key 'train.kernel_weight' needs the true kernels of synthetic training data "
+            f"(datasets.train.mode: synthetic), got mode {cfg['datasets']['train']['mode']!r}"
+        )
     if not 0.0 <= t["mean_code_decay"] < 1.0:
         raise UserError(
             f"{source}: config key 'train.mean_code_decay' must be in [0, 1), got {t['mean_code_decay']}"
@@ -168,7 +180,10 @@ class TrainForward(nn.Module):
     """The training forward pass of a :class:`KernelSpace` (what DDP wraps and compile traces).
 
     ``forward(sharp, blur)`` with (B, 3, H, W) tensors returns (ŷ = F(x, G(x, y)) (B, 3, H, W),
-    code mean (B, kernel_dim) averaged over the code grid, KL term (scalar; 0 without a VAE)).
+    code mean (B, kernel_dim) averaged over the code grid (with its graph, for the kernel-code
+    loss), KL term (scalar; 0 without a VAE): the
+    published one, ``sum(μ² + σ² − log σ² − 1)`` over the batch's code elements, i.e. twice the
+    summed KL divergence).
 
     It computes ``ks.apply(sharp, code)`` with ``code = ks.encode(sharp, blur)`` (sampled for a VAE
     model) but runs the shared PreprocessBlock once on the sharp image, not twice: F reuses the
@@ -193,12 +208,12 @@ class TrainForward(nn.Module):
         if isinstance(out, tuple):
             mean, sigma = out
             code = mean + sigma * torch.randn_like(mean)
-            kl = kl_divergence(mean.float(), sigma.float())
+            kl = 2.0 * kl_divergence(mean.float(), sigma.float(), reduction="sum")
         else:
             mean = code = out
             kl = torch.zeros((), device=sharp.device)
         pred = ks.generator(padded[: sharp.shape[0]], sharp_feat, code)[..., :h, :w]
-        return pred, mean.detach().float().mean(dim=(2, 3)), kl
+        return pred, mean.float().mean(dim=(2, 3)), kl
 
 
 def seed_everything(seed: int) -> None:
@@ -210,11 +225,14 @@ def seed_everything(seed: int) -> None:
 
 def build_model(cfg: dict, device: torch.device) -> KernelSpace:
     """The KernelSpace of ``cfg['KernelWizard']`` on ``device`` (initialised from
-    ``path.pretrain_model_G`` when set), in train mode, NHWC when ``train.channels_last``."""
+    ``path.pretrain_model_G`` when set, else by the ``train.init`` scheme), in train mode, NHWC when
+    ``train.channels_last``."""
     ks = KernelSpace.from_config(cfg["KernelWizard"])
     pretrained = cfg["path"]["pretrain_model_G"]
     if pretrained:
         load_weights_into(ks, pretrained)
+    else:
+        initialise_kernel_space(ks, cfg["train"]["init"])
     ks = ks.to(device)
     if cfg["train"]["channels_last"]:
         ks = ks.to(memory_format=torch.channels_last)
@@ -304,12 +322,20 @@ def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractConte
 
 
 def pixel_loss(pred: torch.Tensor, target: torch.Tensor, criterion: str) -> torch.Tensor:
-    """Mean pixel loss between ŷ and y: ``cb`` Charbonnier, ``l1`` or ``l2``."""
+    """Pixel loss between ŷ and y (B, 3, H, W), **summed** over all elements as in the published
+    training: ``cb`` Charbonnier, ``l1`` or ``l2``.
+
+    The sum matters. Adam is blind to the scale of the loss except through its ``eps`` (1e-8): with
+    a mean, the gradients reaching G and the code input of F at the default initialisation are about
+    1e-12 (B·3·H·W times smaller than with the sum), far below ``eps``, so Adam's steps on them
+    shrink ~10⁴-fold, G never trains and F learns to ignore the code (measured:
+    bench/results/loss_reduction.md).
+    """
     if criterion == "cb":
-        return charbonnier(pred, target)
+        return charbonnier(pred, target, reduction="sum")
     if criterion == "l1":
-        return F.l1_loss(pred, target)
-    return F.mse_loss(pred, target)
+        return F.l1_loss(pred, target, reduction="sum")
+    return F.mse_loss(pred, target, reduction="sum")
 
 
 # --------------------------------------------------------------------------------------------- state
@@ -433,11 +459,16 @@ def restore(
 # --------------------------------------------------------------------------------------------- step
 @dataclass
 class StepResult:
-    """Losses of one step (python floats) and the outputs kept for logging."""
+    """Losses of one step (python floats, for the logs) and the outputs kept for logging.
+
+    The optimised loss is a sum over the batch (:func:`pixel_loss`); the logs show it per image
+    element (``loss``, ``pixel``: divided by B·3·H·W, comparable across batch and crop sizes) and
+    the KL term and the kernel-code loss per sample (``kl``, ``kernel``)."""
 
     loss: float
     pixel: float
     kl: float
+    kernel: float
     skipped: bool
     code_mean: torch.Tensor  # (kernel_dim,) batch mean of the spatially averaged code
     pred: torch.Tensor  # (B, 3, H, W) detached
@@ -446,8 +477,10 @@ class StepResult:
 def train_step(
     forward: nn.Module, sharp: torch.Tensor, blur: torch.Tensor, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, autocast: contextlib.AbstractContextManager, cfg: dict, info: DistInfo,
+    kernel: torch.Tensor | None = None,
 ) -> StepResult:
-    """One optimizer step on a batch (sharp, blur: (B, 3, H, W) on the training device).
+    """One optimizer step on a batch (sharp, blur: (B, 3, H, W) on the training device; ``kernel``:
+    the true (B, 1, K, K) kernels, needed when ``train.kernel_weight`` > 0).
 
     A non-finite loss (on any rank) skips the backward pass and the update.
     """
@@ -457,13 +490,22 @@ def train_step(
         pred, code_mean, kl = forward(sharp, blur)
     pixel = pixel_loss(pred.float(), blur, t["pixel_criterion"])
     loss = t["pixel_weight"] * pixel + t["kl_weight"] * kl.float()
+    kernel_term = torch.zeros((), device=blur.device)
+    if t["kernel_weight"] > 0:
+        if kernel is None:
+            raise ValueError("train.kernel_weight > 0 needs the batch's true kernels")
+        projection = kernel_projection(code_mean.shape[1], kernel.shape[-1], code_mean.device)
+        kernel_term = kernel_code_loss(code_mean, kernel, projection)
+        loss = loss + t["kernel_weight"] * kernel_term
     value = loss.item()
     skipped = any_true(info, not math.isfinite(value), loss.device)
     if not skipped:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-    return StepResult(value, pixel.item(), float(kl.item()), skipped, code_mean.mean(0), pred.detach())
+    elements = blur.numel()
+    return StepResult(value / elements, pixel.item() / elements, float(kl.item()) / len(blur),
+                      kernel_term.item() / len(blur), skipped, code_mean.detach().mean(0), pred.detach())
 
 
 # --------------------------------------------------------------------------------------------- validate
@@ -763,7 +805,8 @@ def run_loop(
             continue
         loop.epoch_start += batch_size
         sharp, blur = to_device(batch, device, t["channels_last"])
-        result = train_step(forward, sharp, blur, optimizer, scaler, autocast, cfg, info)
+        kernel = batch["kernel"].to(device, non_blocking=True) if t["kernel_weight"] > 0 else None
+        result = train_step(forward, sharp, blur, optimizer, scaler, autocast, cfg, info, kernel)
         lr = optimizer.param_groups[0]["lr"]
         with warnings.catch_warnings():  # a skipped (non-finite) first step warns about the call order
             warnings.simplefilter("ignore", UserWarning)
@@ -795,13 +838,15 @@ def run_loop(
         bar.set_postfix(loss=f"{result.loss:.4g}", lr=f"{lr:.3g}", samples_s=f"{rate:.2f}", refresh=False)
 
         if info.is_main and (it % log_cfg["print_freq"] == 0 or it == niter):
-            LOG.info("iter %d  loss %.5g  pixel %.5g  kl %.4g  lr %.4g  %.2f samples/s",
-                     it, result.loss, result.pixel, result.kl, lr, rate)
+            LOG.info("iter %d  loss %.5g  pixel %.5g  kl %.4g  kernel code %.4g  lr %.4g  %.2f samples/s",
+                     it, result.loss, result.pixel, result.kl, result.kernel, lr, rate)
             if writer is not None:
                 writer.add_scalar("loss/total", result.loss, it)
                 writer.add_scalar("loss/pixel", result.pixel, it)
                 if ks.use_vae:
                     writer.add_scalar("loss/kl", result.kl, it)
+                if t["kernel_weight"] > 0:
+                    writer.add_scalar("loss/kernel_code", result.kernel, it)
                 writer.add_scalar("lr", lr, it)
                 writer.add_scalar("samples_per_s", rate, it)
         if writer is not None and log_cfg["image_freq"] and (it % log_cfg["image_freq"] == 0 or it == 1):

@@ -1,8 +1,10 @@
-"""Losses and priors: Charbonnier, hyper-Laplacian gradient prior, kernel-code norm, VAE KL, SSIM, VGG.
+"""Losses and priors: Charbonnier, hyper-Laplacian gradient prior, kernel-code norm, VAE KL, SSIM, VGG,
+and the kernel-code loss of synthetic training.
 
 Images are float tensors (B, C, H, W) in [0, 1]; every function returns a scalar tensor.
 """
 
+from losses.kernel_code import kernel_code_loss, kernel_projection
 from losses.kl import kl_divergence
 from losses.perceptual import VGGPerceptualLoss
 from losses.pixel import CharbonnierLoss, charbonnier
@@ -18,7 +20,9 @@ __all__ = [
     "gaussian_window",
     "hyper_laplacian",
     "image_gradients",
+    "kernel_code_loss",
     "kernel_norm",
+    "kernel_projection",
     "kl_divergence",
     "ssim",
 ]

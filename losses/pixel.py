@@ -6,16 +6,23 @@ import torch
 from torch import nn
 
 
-def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Mean of ``sqrt((pred - target)² + eps²)`` over all elements.
+def charbonnier(
+    pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3, reduction: str = "mean"
+) -> torch.Tensor:
+    """Mean (``reduction="mean"``) or sum (``"sum"``) of ``sqrt((pred - target)² + eps²)`` over all
+    elements.
 
     ``pred`` and ``target``: tensors of one shape (any, typically (B, C, H, W)). Returns a scalar.
-    Note that two equal tensors give ``eps``, not 0 (the published definition).
+    Note that two equal tensors give ``eps`` per element, not 0 (the published definition). The
+    published training sums (see :func:`train.pixel_loss`).
     """
     if pred.shape != target.shape:
         raise ValueError(f"charbonnier: shapes differ, {tuple(pred.shape)} vs {tuple(target.shape)}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"charbonnier: reduction must be 'mean' or 'sum', got {reduction!r}")
     diff = pred - target
-    return torch.sqrt(diff * diff + eps * eps).mean()
+    per_element = torch.sqrt(diff * diff + eps * eps)
+    return per_element.sum() if reduction == "sum" else per_element.mean()
 
 
 class CharbonnierLoss(nn.Module):

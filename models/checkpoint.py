@@ -33,16 +33,22 @@ PUBLISHED_PREFIXES = {
 INNERMOST = "adapter.model." + "submodule." * 4
 
 
-def save_checkpoint(model: Any, path: str | Path, meta: Mapping[str, Any] | None = None) -> None:
+def save_checkpoint(
+    model: Any, path: str | Path, meta: Mapping[str, Any] | None = None, half: bool = False
+) -> None:
     """Atomically write ``model`` (a KernelSpace) with ``meta`` merged over ``model.meta``.
 
-    Tensors are moved to the CPU so the file loads anywhere.
+    Tensors are moved to the CPU so the file loads anywhere. ``half``: store the floating-point
+    weights as float16 (half the file; loading casts them back to the model's float32).
     """
     full_meta = {**model.meta, **(meta or {})}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "config": model.config,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "meta": _cpu(full_meta),
     }
     with atomic_path(path, suffix=".pth") as tmp:

@@ -147,11 +147,12 @@ class KernelSpace(nn.Module):
         return self.apply(sharp, self.extract_code(sharp, blur))
 
     # -- files --------------------------------------------------------------------------------
-    def save(self, path: str, meta: Mapping[str, Any] | None = None) -> None:
-        """Write the checkpoint format of DESIGN.md atomically (see :mod:`models.checkpoint`)."""
+    def save(self, path: str, meta: Mapping[str, Any] | None = None, half: bool = False) -> None:
+        """Write the checkpoint format of DESIGN.md atomically (see :mod:`models.checkpoint`);
+        ``half`` stores float16 weights (half the size, loaded back as float32)."""
         from models.checkpoint import save_checkpoint
 
-        save_checkpoint(self, path, meta)
+        save_checkpoint(self, path, meta, half)
 
     @classmethod
     def load(cls, path: str, device: str | torch.device = "cpu") -> KernelSpace:

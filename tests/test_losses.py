@@ -132,3 +132,21 @@ def test_perceptual_by_hand(tmp_path):
     assert loss(x, y).item() == pytest.approx(expected.item(), rel=1e-5)
     assert loss(x, x).item() == 0.0
     assert not any(p.requires_grad for p in loss.parameters())
+
+
+def test_kernel_code_loss_is_zero_at_the_projected_kernel_and_grows_away_from_it():
+    from losses import kernel_code_loss, kernel_projection
+
+    projection = kernel_projection(64, 9)
+    assert torch.equal(projection, kernel_projection(64, 9))  # fixed: seeded, not trained
+    kernels = torch.rand(3, 1, 9, 9)
+    unit = kernels.flatten(1) / kernels.flatten(1).norm(dim=1, keepdim=True)
+    code = unit @ projection.T
+    assert kernel_code_loss(code, kernels, projection).item() == pytest.approx(0.0, abs=1e-10)
+    assert kernel_code_loss(code + 0.1, kernels, projection).item() == pytest.approx(3 * 64 * 0.01, rel=1e-4)
+    # distances between normalised kernels survive the projection (Johnson–Lindenstrauss), roughly
+    d_kernel = (unit[0] - unit[1]).norm()
+    d_code = (code[0] - code[1]).norm()
+    assert 0.5 < (d_code / d_kernel).item() < 1.5
+    with pytest.raises(ValueError, match="projection"):
+        kernel_code_loss(code, torch.rand(3, 1, 7, 7), projection)

@@ -104,3 +104,24 @@ def test_batch_one_code_is_shared(tiny_model):
         both = tiny_model.apply(x, code)
         first = tiny_model.apply(x[:1], code)
     assert torch.allclose(both[:1], first, atol=1e-6)
+
+
+def test_he_initialisation_lets_the_code_reach_f(tiny_config):
+    """With PyTorch's default initialisation the code is ~1e-3 and barely moves F's output; with
+    ``train.init: he`` both are at a usable scale from the first step."""
+    from models.init import initialise_kernel_space
+
+    sharp = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    blur = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2, count_include_pad=False)
+    scales = {}
+    for scheme in ("default", "he"):
+        torch.manual_seed(0)
+        ks = initialise_kernel_space(KernelSpace.from_config(tiny_config), scheme).eval()
+        with torch.no_grad():
+            code = ks.extract_code(sharp, blur)
+            effect = (ks.apply(sharp, code) - ks.apply(sharp, code.roll(1, 0))).pow(2).mean().sqrt()
+        scales[scheme] = (code.pow(2).mean().sqrt().item(), effect.item())
+    assert scales["he"][0] > 30 * scales["default"][0]
+    assert scales["he"][1] > 30 * scales["default"][1]
+    with pytest.raises(ValueError, match="xavier"):
+        initialise_kernel_space(ks, "xavier")

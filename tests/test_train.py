@@ -166,6 +166,13 @@ def test_override_errors_exit_2(tmp_path, capsys):
     assert "train.amp" in capsys.readouterr().err
     assert run_train(tmp_path, "train.restarts=[3,2]", "train.T_period=[2,2,2]", "train.restart_weights=[]") == 2
     assert "train.restarts" in capsys.readouterr().err
+    assert run_train(tmp_path, "train.init=xavier") == 2
+    assert "train.init" in capsys.readouterr().err
+    assert run_train(tmp_path, "train.kernel_weight=-1") == 2
+    assert "train.kernel_weight" in capsys.readouterr().err
+    lmdb = ["datasets.train.mode=lmdb", "datasets.train.dataroot_HQ=x", "datasets.train.dataroot_LQ=y"]
+    assert run_train(tmp_path, "train.kernel_weight=1", *lmdb) == 2
+    assert "train.kernel_weight" in capsys.readouterr().err
 
 
 def test_existing_run_is_not_overwritten(ci_run, capsys):
@@ -244,3 +251,46 @@ def test_validate_scores_another_pairs_code_for_any_batch_size():
         assert scores.other_code_psnr < 15 and scores.identity_psnr < 15
     # one validation image: there is no other pair
     assert math.isnan(train.validate(MeanCodeModel(), by_one[:1], torch.device("cpu")).other_code_psnr)
+
+
+@pytest.mark.parametrize("criterion, mean_loss", [
+    ("cb", lambda p, t: torch.sqrt((p - t) ** 2 + 1e-6).mean()),
+    ("l1", lambda p, t: (p - t).abs().mean()),
+    ("l2", lambda p, t: ((p - t) ** 2).mean()),
+])
+def test_pixel_loss_is_the_published_sum(criterion, mean_loss):
+    pred, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    expected = mean_loss(pred, target) * pred.numel()
+    assert train.pixel_loss(pred, target, criterion).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_kernel_extractor_learns_from_the_first_steps():
+    """Regression: with a mean-reduced loss, G's gradients at the default initialisation (~1e-12) lay
+    far below Adam's eps (1e-8); its weights moved ~1e-8 per step and the code stayed unused."""
+    cfg = train.load_train_config(CI_TINY)
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    ks = train.build_model(cfg, device)
+    before = {k: v.detach().clone() for k, v in ks.named_parameters() if k.startswith("extractor.")}
+    optimizer, _ = train.build_optimizer(cfg, ks)
+    forward = train.TrainForward(ks)
+    sharp = torch.rand(2, 3, 64, 64)
+    blur = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2, count_include_pad=False)
+    for _ in range(3):
+        result = train.train_step(forward, sharp, blur, optimizer, torch.amp.GradScaler("cpu", enabled=False),
+                                  train.autocast_context("none", device), cfg, train.DistInfo())
+        assert not result.skipped
+    lr = cfg["train"]["lr_G"]
+    for name, param in ks.named_parameters():
+        if name in before:
+            moved = (param.detach() - before[name]).abs().mean().item()
+            assert moved > 0.3 * lr, f"{name} moved {moved:.3g} in 3 steps (lr {lr})"
+
+
+def test_kernel_code_loss_trains_with_he_init(tmp_path):
+    """ci_tiny with the options of the shipped model's config: the kernel-code loss and He init."""
+    assert run_train(tmp_path, "train.kernel_weight=10", "train.init=he", "train.niter=4", "train.T_period=[4]",
+                     "train.val_freq=0", "logger.save_checkpoint_freq=0", "logger.print_freq=2") == 0
+    log = (tmp_path / "ci_tiny" / "train.log").read_text()
+    codes = [float(line.split("kernel code ")[1].split()[0]) for line in log.splitlines() if "kernel code " in line]
+    assert len(codes) == 2 and all(math.isfinite(c) and c > 0 for c in codes)
