@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data import build_dataset
-from losses import charbonnier, kernel_code_loss, kernel_projection, kl_divergence
+from losses import charbonnier, kernel_code_loss, kernel_code_target, kernel_projection, kl_divergence
 from models import KernelSpace, pad_to_multiple
 from models.checkpoint import read_checkpoint_file
 from models.init import INIT_SCHEMES, initialise_kernel_space
@@ -135,11 +135,14 @@ def check_train_config(cfg: dict, source: str = "config") -> None:
         )
     if t["kernel_weight"] < 0:
         raise UserError(f"{source}: config key 'train.kernel_weight' must be >= 0, got {t['kernel_weight']}")
-    if t["kernel_weight"] > 0 and cfg["datasets"]["train"]["mode"] != "synthetic":
-        raise UserError(
-            f"{source}: config key 'train.kernel_weight' needs the true kernels of synthetic training data "
-            f"(datasets.train.mode: synthetic), got mode {cfg['datasets']['train']['mode']!r}"
-        )
+    if not 0.0 <= t["kernel_teacher"] <= 1.0:
+        raise UserError(f"{source}: config key 'train.kernel_teacher' must be in [0, 1], got {t['kernel_teacher']}")
+    for key in ("kernel_weight", "kernel_teacher"):
+        if t[key] > 0 and cfg["datasets"]["train"]["mode"] != "synthetic":
+            raise UserError(
+                f"{source}: config key 'train.{key}' needs the true kernels of synthetic training data "
+                f"(datasets.train.mode: synthetic), got mode {cfg['datasets']['train']['mode']!r}"
+            )
     if not 0.0 <= t["mean_code_decay"] < 1.0:
         raise UserError(
             f"{source}: config key 'train.mean_code_decay' must be in [0, 1), got {t['mean_code_decay']}"
@@ -179,11 +182,12 @@ class ExperimentPaths:
 class TrainForward(nn.Module):
     """The training forward pass of a :class:`KernelSpace` (what DDP wraps and compile traces).
 
-    ``forward(sharp, blur)`` with (B, 3, H, W) tensors returns (ŷ = F(x, G(x, y)) (B, 3, H, W),
-    code mean (B, kernel_dim) averaged over the code grid (with its graph, for the kernel-code
-    loss), KL term (scalar; 0 without a VAE): the
-    published one, ``sum(μ² + σ² − log σ² − 1)`` over the batch's code elements, i.e. twice the
-    summed KL divergence).
+    ``forward(sharp, blur, teacher=None)`` with (B, 3, H, W) tensors returns (ŷ = F(x, G(x, y))
+    (B, 3, H, W), G's code mean (B, kernel_dim) averaged over the code grid (with its graph, for the
+    kernel-code loss), KL term (scalar; 0 without a VAE): the published one,
+    ``sum(μ² + σ² − log σ² − 1)`` over the batch's code elements, i.e. twice the summed KL
+    divergence). ``teacher``: (T, kernel_dim) codes, T ≤ B, that replace G's code as F's input for
+    the first T samples (``train.kernel_teacher``), spread over the code grid.
 
     It computes ``ks.apply(sharp, code)`` with ``code = ks.encode(sharp, blur)`` (sampled for a VAE
     model) but runs the shared PreprocessBlock once on the sharp image, not twice: F reuses the
@@ -196,7 +200,7 @@ class TrainForward(nn.Module):
         self.ks = ks
 
     def forward(
-        self, sharp: torch.Tensor, blur: torch.Tensor
+        self, sharp: torch.Tensor, blur: torch.Tensor, teacher: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ks = self.ks
         if sharp.shape != blur.shape:
@@ -212,6 +216,9 @@ class TrainForward(nn.Module):
         else:
             mean = code = out
             kl = torch.zeros((), device=sharp.device)
+        if teacher is not None and len(teacher):
+            grid = teacher.to(code.dtype)[:, :, None, None].expand(-1, -1, *code.shape[-2:])
+            code = torch.cat([grid, code[len(teacher):]], dim=0)
         pred = ks.generator(padded[: sharp.shape[0]], sharp_feat, code)[..., :h, :w]
         return pred, mean.float().mean(dim=(2, 3)), kl
 
@@ -457,6 +464,13 @@ def restore(
 
 
 # --------------------------------------------------------------------------------------------- step
+def forward_kernel_dim(forward: nn.Module) -> int:
+    """The code width of the KernelSpace inside a (possibly DDP- or compile-wrapped) TrainForward."""
+    inner = getattr(forward, "module", forward)
+    inner = getattr(inner, "_orig_mod", inner)
+    return inner.ks.kernel_dim
+
+
 @dataclass
 class StepResult:
     """Losses of one step (python floats, for the logs) and the outputs kept for logging.
@@ -480,21 +494,28 @@ def train_step(
     kernel: torch.Tensor | None = None,
 ) -> StepResult:
     """One optimizer step on a batch (sharp, blur: (B, 3, H, W) on the training device; ``kernel``:
-    the true (B, 1, K, K) kernels, needed when ``train.kernel_weight`` > 0).
+    the true (B, 1, K, K) kernels, needed when ``train.kernel_weight`` or ``train.kernel_teacher``
+    is > 0).
 
     A non-finite loss (on any rank) skips the backward pass and the update.
     """
     t = cfg["train"]
     optimizer.zero_grad(set_to_none=True)
+    uses_kernels = t["kernel_weight"] > 0 or t["kernel_teacher"] > 0
+    if uses_kernels and kernel is None:
+        raise ValueError("train.kernel_weight / train.kernel_teacher need the batch's true kernels")
+    projection = teacher = None
+    if uses_kernels:
+        kernel = kernel.to(blur.device)
+        projection = kernel_projection(forward_kernel_dim(forward), kernel.shape[-1], blur.device)
+        n_teacher = round(t["kernel_teacher"] * len(blur))
+        teacher = kernel_code_target(kernel[:n_teacher], projection) if n_teacher else None
     with autocast:
-        pred, code_mean, kl = forward(sharp, blur)
+        pred, code_mean, kl = forward(sharp, blur, teacher)
     pixel = pixel_loss(pred.float(), blur, t["pixel_criterion"])
     loss = t["pixel_weight"] * pixel + t["kl_weight"] * kl.float()
     kernel_term = torch.zeros((), device=blur.device)
     if t["kernel_weight"] > 0:
-        if kernel is None:
-            raise ValueError("train.kernel_weight > 0 needs the batch's true kernels")
-        projection = kernel_projection(code_mean.shape[1], kernel.shape[-1], code_mean.device)
         kernel_term = kernel_code_loss(code_mean, kernel, projection)
         loss = loss + t["kernel_weight"] * kernel_term
     value = loss.item()
@@ -805,7 +826,7 @@ def run_loop(
             continue
         loop.epoch_start += batch_size
         sharp, blur = to_device(batch, device, t["channels_last"])
-        kernel = batch["kernel"].to(device, non_blocking=True) if t["kernel_weight"] > 0 else None
+        kernel = batch["kernel"] if t["kernel_weight"] > 0 or t["kernel_teacher"] > 0 else None
         result = train_step(forward, sharp, blur, optimizer, scaler, autocast, cfg, info, kernel)
         lr = optimizer.param_groups[0]["lr"]
         with warnings.catch_warnings():  # a skipped (non-finite) first step warns about the call order

@@ -4,7 +4,7 @@ and the kernel-code loss of synthetic training.
 Images are float tensors (B, C, H, W) in [0, 1]; every function returns a scalar tensor.
 """
 
-from losses.kernel_code import kernel_code_loss, kernel_projection
+from losses.kernel_code import kernel_code_loss, kernel_code_target, kernel_projection
 from losses.kl import kl_divergence
 from losses.perceptual import VGGPerceptualLoss
 from losses.pixel import CharbonnierLoss, charbonnier
@@ -21,6 +21,7 @@ __all__ = [
     "hyper_laplacian",
     "image_gradients",
     "kernel_code_loss",
+    "kernel_code_target",
     "kernel_norm",
     "kernel_projection",
     "kl_divergence",

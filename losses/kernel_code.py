@@ -23,6 +23,15 @@ def kernel_projection(code_dim: int, kernel_size: int, device: torch.device | st
     return (torch.randn(code_dim, kernel_size * kernel_size, generator=gen) / code_dim**0.5).to(device)
 
 
+def kernel_code_target(kernel: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+    """P·k/‖k‖: the code that the kernel-code loss asks G for, (B, code_dim) from (B, 1, K, K) kernels."""
+    flat = kernel.flatten(1).to(projection.dtype)
+    if flat.shape[1] != projection.shape[1]:
+        raise ValueError(f"kernel_code_loss: kernel {tuple(kernel.shape)} does not match the projection "
+                         f"{tuple(projection.shape)}")
+    return (flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)) @ projection.T
+
+
 def kernel_code_loss(code_mean: torch.Tensor, kernel: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
     """Σ over the batch of ‖code − P·k/‖k‖‖².
 
@@ -30,9 +39,7 @@ def kernel_code_loss(code_mean: torch.Tensor, kernel: torch.Tensor, projection: 
     ``projection``: P from :func:`kernel_projection` for (code_dim, K). Returns a scalar (a sum, like
     the pixel loss of :func:`train.pixel_loss`).
     """
-    flat = kernel.flatten(1).to(code_mean.dtype)
-    if flat.shape[1] != projection.shape[1] or code_mean.shape[1] != projection.shape[0]:
-        raise ValueError(f"kernel_code_loss: code {tuple(code_mean.shape)} / kernel {tuple(kernel.shape)} do not "
-                         f"match the projection {tuple(projection.shape)}")
-    target = (flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)) @ projection.T
-    return (code_mean - target).pow(2).sum()
+    if code_mean.shape[1] != projection.shape[0]:
+        raise ValueError(f"kernel_code_loss: code {tuple(code_mean.shape)} does not match the projection "
+                         f"{tuple(projection.shape)}")
+    return (code_mean - kernel_code_target(kernel, projection).to(code_mean.dtype)).pow(2).sum()

@@ -173,6 +173,8 @@ def test_override_errors_exit_2(tmp_path, capsys):
     lmdb = ["datasets.train.mode=lmdb", "datasets.train.dataroot_HQ=x", "datasets.train.dataroot_LQ=y"]
     assert run_train(tmp_path, "train.kernel_weight=1", *lmdb) == 2
     assert "train.kernel_weight" in capsys.readouterr().err
+    assert run_train(tmp_path, "train.kernel_teacher=1.5") == 2
+    assert "train.kernel_teacher" in capsys.readouterr().err
 
 
 def test_existing_run_is_not_overwritten(ci_run, capsys):
@@ -288,9 +290,27 @@ def test_kernel_extractor_learns_from_the_first_steps():
 
 
 def test_kernel_code_loss_trains_with_he_init(tmp_path):
-    """ci_tiny with the options of the shipped model's config: the kernel-code loss and He init."""
-    assert run_train(tmp_path, "train.kernel_weight=10", "train.init=he", "train.niter=4", "train.T_period=[4]",
+    """ci_tiny with the options of the shipped model's config: the kernel-code loss, the teacher codes
+    and He init."""
+    assert run_train(tmp_path, "train.kernel_weight=10", "train.kernel_teacher=0.5", "train.init=he",
+                     "train.niter=4", "train.T_period=[4]",
                      "train.val_freq=0", "logger.save_checkpoint_freq=0", "logger.print_freq=2") == 0
     log = (tmp_path / "ci_tiny" / "train.log").read_text()
     codes = [float(line.split("kernel code ")[1].split()[0]) for line in log.splitlines() if "kernel code " in line]
     assert len(codes) == 2 and all(math.isfinite(c) and c > 0 for c in codes)
+
+
+def test_teacher_codes_replace_g_for_the_first_samples(tiny_config):
+    torch.manual_seed(0)
+    ks = KernelSpace.from_config(tiny_config).eval()
+    sharp = torch.rand(3, 3, 128, 128)
+    blur = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2, count_include_pad=False)
+    teacher = torch.randn(2, ks.kernel_dim)
+    with torch.no_grad():
+        pred, code_mean, _ = train.TrainForward(ks)(sharp, blur, teacher)
+        expected_teacher = ks.apply(sharp[:2], teacher[:, :, None, None])
+        expected_g = ks.apply(sharp[2:], ks.extract_code(sharp[2:], blur[2:]))
+        g_code = ks.extract_code(sharp, blur).mean(dim=(2, 3))
+    torch.testing.assert_close(pred[:2], expected_teacher, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pred[2:], expected_g, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(code_mean, g_code, rtol=1e-4, atol=1e-6)  # the loss still sees G's code
