@@ -6,8 +6,8 @@ far below ``eps`` therefore moves its weight by ~lr·|g|/eps instead of ~lr. Thi
 batch of synthetic training pairs (``--config``'s train data) and reports the RMS gradient of the
 Charbonnier loss with respect to G's convolutions and to the code slice of F's innermost up-convolution
 (the only weights that read the code), for the loss averaged over the batch's B·3·H·W elements and
-for the published sum, at the config's random initialisation and, with ``--model``, for a trained
-checkpoint of the same architecture.
+for the published sum: for the config's architecture at PyTorch's default initialisation and, with
+``--model``, for a trained checkpoint (any architecture).
 
 Writes bench/results/loss_reduction.md. Not run by CI.
 
@@ -60,12 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", help="a trained checkpoint of the config's architecture")
     parser.add_argument("--output", default=str(ROOT / "bench/results/loss_reduction.md"))
     args = parser.parse_args(argv)
-    cfg = train.load_train_config(args.config, ["train.channels_last=false"])
+    cfg = train.load_train_config(args.config, ["train.channels_last=false", "train.init=default"])
     torch.manual_seed(cfg["train"]["manual_seed"])
     device = torch.device("cpu")
     loader, _, _ = train.build_train_loader(cfg, train.DistInfo(), device)
     sharp, blur = train.to_device(next(iter(loader)), device, False)
-    models = {"random initialisation": train.build_model(cfg, device)}
+    models = {"PyTorch default initialisation": train.build_model(cfg, device)}
     if args.model:
         models[Path(args.model).name] = KernelSpace.load(args.model).train()
     lines = [
