@@ -22,9 +22,9 @@ class UNetLevel(nn.Module):
 
     ``down``: [LeakyReLU(0.2)] Conv4×4 s2 (outer→inner, no bias) — the outermost level has no
     activation before its conv. ``up``: ReLU (LeakyReLU(``up_slope``) when ``up_slope`` > 0),
-    ConvTranspose4×4 s2 (→outer) — the outermost one has a bias and ends in Tanh. The innermost level concatenates the kernel code to its bottleneck
-    before ``up``; every level but the outermost returns ``cat([up(...), input])`` (this channel
-    order is the published one).
+    ConvTranspose4×4 s2 (→outer) — the outermost one has a bias and ends in Tanh. The innermost
+    level concatenates the kernel code to its bottleneck before ``up``; every level but the
+    outermost returns ``cat([up(...), input])`` (this channel order is the published one).
     Input (B, outer, h, w); output (B, 2·outer, h, w), or (B, outer, h, w) for the outermost.
     """
 
