@@ -146,3 +146,23 @@ def test_paper_config_matches_published_layout(reference_dir, variant):
     assert n_params == layout["num_params"]
     if variant == "woVAE":
         assert n_params == 49_205_187
+
+
+def test_half_precision_export_halves_the_file_and_keeps_outputs(tiny_model, tmp_path):
+    full, half = tmp_path / "full.pth", tmp_path / "half.pth"
+    tiny_model.save(str(full))
+    proc = subprocess.run([sys.executable, "scripts/export_model.py", "--input", str(full), "--output", str(half),
+                           "--half"], cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "dB" in proc.stdout
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    raw = torch.load(half, weights_only=True)
+    assert all(t.dtype == torch.float16 for t in raw["state_dict"].values() if t.is_floating_point())
+    loaded = KernelSpace.load(str(half))
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())  # cast back on load
+    sharp = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    blur = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2, count_include_pad=False)
+    with torch.no_grad():
+        err = (loaded(sharp, blur) - tiny_model(sharp, blur)).abs().max().item()
+    assert 0 < err < 1e-2
