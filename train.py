@@ -521,7 +521,9 @@ def train_step(
     value = loss.item()
     skipped = any_true(info, not math.isfinite(value), loss.device)
     if not skipped:
-        scaler.scale(loss).backward()
+        # DDP averages gradients over the processes; scaling by their number makes the update that of
+        # the loss summed over the global batch, as one process with world_size × batch would make
+        scaler.scale(loss * info.world_size).backward()
         scaler.step(optimizer)
         scaler.update()
     elements = blur.numel()

@@ -79,8 +79,8 @@ def model_config(cfg: Mapping[str, Any] | None = None, source: str = "model conf
     for key in ("front_RBs", "back_RBs"):
         if full[key] < 0:
             raise UserError(f"{source}: '{key}' must be >= 0, got {full[key]}")
-    if not 0.0 <= full["Adapter"]["up_slope"] < 1.0:
-        raise UserError(f"{source}: 'Adapter.up_slope' must be in [0, 1), got {full['Adapter']['up_slope']}")
+    if not 0.0 <= full["decoder_slope"] < 1.0:
+        raise UserError(f"{source}: 'decoder_slope' must be in [0, 1), got {full['decoder_slope']}")
     if full["KernelExtractor"]["n_blocks"] < 0:
         raise UserError(f"{source}: 'KernelExtractor.n_blocks' must be >= 0")
     return full
@@ -103,7 +103,7 @@ class KernelSpace(nn.Module):
         self.preprocess = PreprocessBlock(c["input_nc"], c["nf"], c["front_RBs"])
         self.extractor = KernelExtractor(c["nf"], c["kernel_dim"], c["KernelExtractor"]["n_blocks"], c["use_vae"])
         self.generator = BlurGenerator(c["nf"], c["kernel_dim"], c["back_RBs"], c["input_nc"],
-                                       c["Adapter"]["up_slope"])
+                                       c["decoder_slope"])
         self.meta: dict[str, Any] = dict(meta or {})
 
     @classmethod

@@ -127,14 +127,14 @@ def test_he_initialisation_lets_the_code_reach_f(tiny_config):
         initialise_kernel_space(ks, "xavier")
 
 
-def test_adapter_up_slope_changes_only_the_decoder_activation(tiny_config):
+def test_decoder_slope_changes_only_the_decoder_activation(tiny_config):
     relu = KernelSpace.from_config(tiny_config)
-    leaky = KernelSpace.from_config({**tiny_config, "Adapter": {"up_slope": 0.2}})
+    leaky = KernelSpace.from_config({**tiny_config, "decoder_slope": 0.2})
     assert relu.state_dict().keys() == leaky.state_dict().keys()  # same tensors: published weights load
     acts = [m for m in leaky.generator.unet.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.LeakyReLU))]
     ups = [m.up[0] for m in leaky.generator.unet.modules() if hasattr(m, "up")]
     assert all(isinstance(a, torch.nn.LeakyReLU) and a.negative_slope == 0.2 for a in ups)
     assert len(ups) == 5 and len(acts) == 9  # 5 decoder activations, 4 encoder LeakyReLU(0.2)
     assert all(isinstance(m.up[0], torch.nn.ReLU) for m in relu.generator.unet.modules() if hasattr(m, "up"))
-    with pytest.raises(UserError, match="Adapter.up_slope"):
-        KernelSpace.from_config({**tiny_config, "Adapter": {"up_slope": -0.1}})
+    with pytest.raises(UserError, match="decoder_slope"):
+        KernelSpace.from_config({**tiny_config, "decoder_slope": -0.1})
