@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import KernelSpace  # noqa: E402
+from scripts.evaluate import psnr  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
 
@@ -38,8 +39,7 @@ def export_model(src: str, dst: str, half: bool = False) -> float:
     sharp = torch.rand(1, 3, 128, 128, generator=gen)
     blur = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2, count_include_pad=False)
     with torch.no_grad():
-        mse = (model(sharp, blur) - written(sharp, blur)).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()
+        return psnr(model(sharp, blur), written(sharp, blur))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
