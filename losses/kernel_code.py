@@ -10,6 +10,8 @@ parameters and nothing to checkpoints.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 PROJECTION_SEED = 20210601
@@ -19,8 +21,13 @@ def kernel_projection(code_dim: int, kernel_size: int, device: torch.device | st
     """The fixed (code_dim, kernel_size²) Gaussian projection with entries N(0, 1/code_dim): it keeps
     the length of a unit vector in expectation (a Johnson–Lindenstrauss map), so distances between
     normalised kernels survive in the code."""
+    return _cpu_projection(code_dim, kernel_size).to(device)
+
+
+@functools.lru_cache(maxsize=4)
+def _cpu_projection(code_dim: int, kernel_size: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(PROJECTION_SEED)
-    return (torch.randn(code_dim, kernel_size * kernel_size, generator=gen) / code_dim**0.5).to(device)
+    return torch.randn(code_dim, kernel_size * kernel_size, generator=gen) / code_dim**0.5
 
 
 def kernel_code_target(kernel: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
