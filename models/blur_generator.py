@@ -21,7 +21,7 @@ class UNetLevel(nn.Module):
     """One level of the pix2pix-style skip U-Net, nesting the deeper levels in ``submodule``.
 
     ``down``: [LeakyReLU(0.2)] Conv4×4 s2 (outer→inner, no bias) — the outermost level has no
-    activation before its conv. ``up``: ReLU (LeakyReLU(``up_slope``) when ``up_slope`` > 0),
+    activation before its conv. ``up``: ReLU (LeakyReLU(``decoder_slope``) when it is > 0),
     ConvTranspose4×4 s2 (→outer) — the outermost one has a bias and ends in Tanh. The innermost
     level concatenates the kernel code to its bottleneck before ``up``; every level but the
     outermost returns ``cat([up(...), input])`` (this channel order is the published one).
@@ -35,7 +35,7 @@ class UNetLevel(nn.Module):
         submodule: UNetLevel | None = None,
         outermost: bool = False,
         code_dim: int = 0,
-        up_slope: float = 0.0,
+        decoder_slope: float = 0.0,
     ) -> None:
         super().__init__()
         self.outermost = outermost
@@ -44,11 +44,12 @@ class UNetLevel(nn.Module):
         if outermost:
             self.down = nn.Sequential(down_conv)
             up_conv = nn.ConvTranspose2d(2 * inner_nc, outer_nc, 4, 2, 1, bias=True)
-            self.up = nn.Sequential(up_activation(up_slope), up_conv, nn.Tanh())
+            self.up = nn.Sequential(up_activation(decoder_slope), up_conv, nn.Tanh())
         else:
             self.down = nn.Sequential(nn.LeakyReLU(0.2), down_conv)
             up_in = inner_nc + code_dim if self.innermost else 2 * inner_nc
-            self.up = nn.Sequential(up_activation(up_slope), nn.ConvTranspose2d(up_in, outer_nc, 4, 2, 1, bias=False))
+            up_conv = nn.ConvTranspose2d(up_in, outer_nc, 4, 2, 1, bias=False)
+            self.up = nn.Sequential(up_activation(decoder_slope), up_conv)
         if submodule is not None:
             self.submodule = submodule
 
@@ -59,14 +60,14 @@ class UNetLevel(nn.Module):
         return y if self.outermost else torch.cat([y, x], dim=1)
 
 
-def build_unet(nf: int, code_dim: int, up_slope: float = 0.0) -> UNetLevel:
+def build_unet(nf: int, code_dim: int, decoder_slope: float = 0.0) -> UNetLevel:
     """The 5-level U-Net of F with channels nf→nf→2nf→4nf→8nf→8nf and the code at the bottleneck;
-    ``up_slope``: see :class:`UNetLevel`."""
-    level = UNetLevel(8 * nf, 8 * nf, code_dim=code_dim, up_slope=up_slope)
-    level = UNetLevel(4 * nf, 8 * nf, level, up_slope=up_slope)
-    level = UNetLevel(2 * nf, 4 * nf, level, up_slope=up_slope)
-    level = UNetLevel(nf, 2 * nf, level, up_slope=up_slope)
-    return UNetLevel(nf, nf, level, outermost=True, up_slope=up_slope)
+    ``decoder_slope``: see :class:`UNetLevel`."""
+    level = UNetLevel(8 * nf, 8 * nf, code_dim=code_dim, decoder_slope=decoder_slope)
+    level = UNetLevel(4 * nf, 8 * nf, level, decoder_slope=decoder_slope)
+    level = UNetLevel(2 * nf, 4 * nf, level, decoder_slope=decoder_slope)
+    level = UNetLevel(nf, 2 * nf, level, decoder_slope=decoder_slope)
+    return UNetLevel(nf, nf, level, outermost=True, decoder_slope=decoder_slope)
 
 
 class BlurGenerator(nn.Module):
@@ -78,10 +79,11 @@ class BlurGenerator(nn.Module):
     """
 
     def __init__(
-        self, nf: int = 64, kernel_dim: int = 512, back_RBs: int = 20, out_nc: int = 3, up_slope: float = 0.0
+        self, nf: int = 64, kernel_dim: int = 512, back_RBs: int = 20, out_nc: int = 3,
+        decoder_slope: float = 0.0,
     ) -> None:
         super().__init__()
-        self.unet = build_unet(nf, kernel_dim, up_slope)
+        self.unet = build_unet(nf, kernel_dim, decoder_slope)
         self.postprocess = PostprocessBlock(nf, back_RBs, out_nc)
 
     def forward(self, sharp: torch.Tensor, sharp_feat: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
