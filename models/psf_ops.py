@@ -1,0 +1,214 @@
+"""Explicit point-spread functions: FFT convolution, spatially varying blur, closed-form kernel estimate.
+
+Conventions (the same as the synthetic data, :mod:`data.synthetic`):
+
+* A PSF is an odd ``S × S`` array, non-negative, summing to 1; its centre is the pixel
+  ``(S // 2, S // 2)``: a PSF that is 1 there and 0 elsewhere (a centred delta) leaves an image
+  unchanged.
+* Blurring is a true convolution, ``y[n] = Σ_m x[n − m] · k[m + S // 2]``, which is
+  ``torch.nn.functional.conv2d`` with the *flipped* PSF (conv2d is a cross-correlation).
+* Border: outside the image, x is extended by reflection (edge replication for images smaller
+  than the PSF's radius), so the output has the input's size. The synthetic pairs instead keep
+  only the pixels whose whole footprint lies inside a larger sharp image (no border at all); the
+  two agree everywhere but within ``S // 2`` pixels of the border.
+* A spatially varying blur holds one PSF per ``cell × cell`` block (:data:`CELL`, 128 px, the code
+  grid): pixel p is blurred as ``Σ_c w_c(p) · (x ⊛ k_c)(p)`` where the weights ``w_c`` are the
+  bilinear interpolation weights of the cell grid (``align_corners=False``, clamped at the border):
+  non-negative, continuous, summing to 1 everywhere. A uniform PSF map is therefore exactly one
+  convolution, and the blur varies smoothly from cell to cell, with no seam.
+
+All work is done with FFTs, so the cost does not depend on the PSF size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+CELL = 128  # pixels per code cell (the kernel-code grid of KernelSpace)
+
+
+def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Reflect-pad (B, C, H, W); edge replication where the image is too small to reflect."""
+    h, w = x.shape[-2:]
+    mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
+    return F.pad(x, (left, right, top, bottom), mode=mode)
+
+
+def _check_psf(psf: torch.Tensor) -> int:
+    s = psf.shape[-1]
+    if psf.shape[-2] != s or s % 2 == 0:
+        raise ValueError(f"PSF must be square with an odd side, got {tuple(psf.shape[-2:])}")
+    return s // 2
+
+
+def _fft_valid(patches: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+    """Valid true convolution of patches (..., L, L') with PSFs (..., S, S) → (..., L−S+1, L'−S+1)."""
+    size = patches.shape[-2:]
+    s = psf.shape[-1]
+    spectrum = torch.fft.rfft2(patches, s=size) * torch.fft.rfft2(psf, s=size)
+    return torch.fft.irfft2(spectrum, s=size)[..., s - 1:, s - 1:]
+
+
+def convolve(image: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+    """Blur ``image`` (B, C, H, W) with one PSF per image: ``psf`` (B or 1, 1 or C, S, S) → (B, C, H, W).
+
+    True convolution with the reflect border of the module docstring, by FFT.
+    """
+    r = _check_psf(psf)
+    if psf.dim() != 4:
+        raise ValueError(f"psf must have shape (B, 1 or C, S, S), got {tuple(psf.shape)}")
+    padded = _pad(image, r, r, r, r)
+    return _fft_valid(padded, psf.to(image.dtype))
+
+
+def cell_weights(cells: int, length: int, cell: int = CELL) -> torch.Tensor:
+    """1-D partition of unity: (cells, length) bilinear weights of ``cells`` cell centres at every pixel.
+
+    Cells are ``cell`` pixels wide from pixel 0 (the last one may be cut by ``length``).
+    Cell i is centred at ``(i + 0.5) · cell − 0.5``; the weights fall linearly to 0 one cell away and
+    are clamped to 1 beyond the first and last centres. Columns sum to 1.
+    """
+    if length > cells * cell:
+        raise ValueError(f"{cells} cells of {cell} px cannot cover {length} px")
+    eye = torch.eye(cells)[None]  # (1, cells, cells): channel i is the indicator of cell i
+    return F.interpolate(eye, size=cells * cell, mode="linear", align_corners=False)[0, :, :length]
+
+
+def blur_cells(image: torch.Tensor, psfs: torch.Tensor, cell: int = CELL) -> torch.Tensor:
+    """Spatially varying blur: ``image`` (B, C, H, W), ``psfs`` (B or 1, gh, gw, S, S) → (B, C, H, W).
+
+    One PSF per ``cell × cell`` block, blended by the partition of unity of the module docstring;
+    ``(gh, gw)`` must be ``(ceil(H / cell), ceil(W / cell))``. A 1×1 map is one :func:`convolve`.
+    The work is done per cell on a window of two cells plus the PSF's radius, so memory and time
+    grow with the number of pixels, not with its square.
+    """
+    b, c, h, w = image.shape
+    gh, gw = psfs.shape[1:3]
+    if (gh, gw) != (math.ceil(h / cell), math.ceil(w / cell)):
+        raise ValueError(f"PSF map {gh}×{gw} does not match a {h}×{w} image with {cell}-px cells")
+    r = _check_psf(psfs)
+    psfs = psfs.to(image.dtype)
+    if gh == 1 and gw == 1:
+        return convolve(image, psfs[:, 0, 0, None])
+    half = cell // 2
+    ph, pw = gh * cell - h, gw * cell - w
+    # windows of 2 cells (+ PSF radius) starting half a cell before each cell
+    padded = _pad(image, half + r, half + r + ph, half + r, half + r + pw)
+    window = 2 * cell + 2 * r
+    patches = padded.unfold(2, window, cell).unfold(3, window, cell)  # (B, C, gh, gw, L, L)
+    blurred = _fft_valid(patches, psfs[:, None])  # (B, C, gh, gw, 2cell, 2cell)
+    wy = F.pad(cell_weights(gh, gh * cell, cell), (half, half)).to(image)  # (gh, gh·cell + cell)
+    wx = F.pad(cell_weights(gw, gw * cell, cell), (half, half)).to(image)
+    wy = wy.unfold(1, 2 * cell, cell).diagonal(dim1=0, dim2=1).T  # (gh, 2cell): cell i's window
+    wx = wx.unfold(1, 2 * cell, cell).diagonal(dim1=0, dim2=1).T
+    blurred = blurred * wy[:, None, :, None] * wx[None, :, None, :]
+    cols = blurred.permute(0, 1, 4, 5, 2, 3).reshape(b, c * 4 * cell * cell, gh * gw)
+    out = F.fold(cols, output_size=((gh + 1) * cell, (gw + 1) * cell), kernel_size=2 * cell, stride=cell)
+    return out.view(b, c, (gh + 1) * cell, (gw + 1) * cell)[..., half:half + h, half:half + w]
+
+
+def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences of (..., H, W), zero in the last row/column: two (..., H, W) maps."""
+    dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+    dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+    return dx, dy
+
+
+def _border_taper(length: int, ramp: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(length,) raised-cosine ramp from 0 to 1 over ``ramp`` pixels at both ends, 1 inside."""
+    t = torch.ones(length, device=device, dtype=dtype)
+    ramp = min(ramp, length // 2)
+    if ramp > 0:
+        up = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(ramp, device=device, dtype=dtype) + 0.5) / ramp)
+        t[:ramp] = up
+        t[length - ramp:] = up.flip(0)
+    return t
+
+
+def project_psf(kernel: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
+    """Project kernels (..., S, S) onto PSFs: negatives and values below ``threshold`` × the maximum
+    set to 0, then normalised to sum 1 (an all-zero kernel becomes a centred delta)."""
+    k = kernel.clamp_min(0)
+    peak = k.amax(dim=(-2, -1), keepdim=True)
+    k = torch.where(k >= threshold * peak, k, torch.zeros_like(k))
+    total = k.sum(dim=(-2, -1), keepdim=True)
+    delta = torch.zeros_like(k)
+    delta[..., k.shape[-2] // 2, k.shape[-1] // 2] = 1
+    return torch.where(total > 0, k / total.clamp_min(1e-12), delta)
+
+
+def least_squares_kernel(
+    sharp: torch.Tensor,
+    blur: torch.Tensor,
+    size: int,
+    reg: float = 1e-2,
+    weight: torch.Tensor | None = None,
+    project: bool = True,
+) -> torch.Tensor:
+    """Closed-form kernel between a sharp and a blurry image: (B, C, H, W) each → (B, S, S).
+
+    The Tikhonov-regularised least-squares kernel in the gradient domain,
+    ``K = Σ_d conj(∂_d X) ∂_d Y / (Σ_d |∂_d X|² + reg · mean|∂X|²)``, computed by FFT on the gray
+    images after both gradient maps are multiplied by ``weight`` (H, W) (default: a raised-cosine
+    taper over 2·S pixels at the border, which keeps the FFT's wrap-around out of the estimate).
+    The kernel is cut to ``size × size`` around its centre and, with ``project``, projected onto
+    PSFs (:func:`project_psf`).
+    """
+    if size % 2 == 0:
+        raise ValueError(f"kernel size must be odd, got {size}")
+    if sharp.shape != blur.shape:
+        raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
+    h, w = sharp.shape[-2:]
+    if weight is None:
+        weight = _border_taper(h, 2 * size, sharp.device, sharp.dtype)[:, None] * \
+            _border_taper(w, 2 * size, sharp.device, sharp.dtype)[None, :]
+    x = sharp.float().mean(dim=1)
+    y = blur.float().mean(dim=1)
+    num = 0
+    den = 0
+    for gx, gy in zip(_gradients(x), _gradients(y)):
+        fx = torch.fft.rfft2(gx * weight)
+        fy = torch.fft.rfft2(gy * weight)
+        num = num + fx.conj() * fy
+        den = den + fx.real.square() + fx.imag.square()
+    energy = den.mean(dim=(-2, -1), keepdim=True)
+    kernel = torch.fft.irfft2(num / (den + reg * energy + 1e-12), s=(h, w))
+    r = size // 2
+    kernel = torch.roll(kernel, shifts=(r, r), dims=(-2, -1))
+    if h < size or w < size:  # tiny images: the kernel is cut to what the image holds
+        kernel = F.pad(kernel, (0, max(0, size - w), 0, max(0, size - h)))
+    kernel = kernel[..., :size, :size]
+    return project_psf(kernel) if project else kernel
+
+
+def least_squares_kernel_cells(
+    sharp: torch.Tensor, blur: torch.Tensor, size: int, reg: float = 1e-2, cell: int = CELL
+) -> torch.Tensor:
+    """Closed-form kernel per code cell: (B, C, H, W) pair → (B, gh, gw, S, S) PSFs.
+
+    Each cell's kernel is estimated on the image weighted by that cell's partition-of-unity weight
+    (:func:`cell_weights`, support two cells wide) times the border taper of
+    :func:`least_squares_kernel`. A 1×1 grid is one :func:`least_squares_kernel`.
+    """
+    b, _, h, w = sharp.shape
+    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
+    taper = _border_taper(h, 2 * size, sharp.device, torch.float32)[:, None] * \
+        _border_taper(w, 2 * size, sharp.device, torch.float32)[None, :]
+    if gh == 1 and gw == 1:
+        return least_squares_kernel(sharp, blur, size, reg, taper)[:, None, None]
+    wy = cell_weights(gh, h, cell).to(taper)
+    wx = cell_weights(gw, w, cell).to(taper)
+    out = torch.empty(b, gh, gw, size, size, device=sharp.device)
+    for i in range(gh):
+        rows = torch.nonzero(wy[i] > 0)[:, 0]
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        for j in range(gw):
+            cols = torch.nonzero(wx[j] > 0)[:, 0]
+            left, right = int(cols[0]), int(cols[-1]) + 1
+            weight = (wy[i, top:bottom, None] * wx[j, None, left:right]) * taper[top:bottom, left:right]
+            out[:, i, j] = least_squares_kernel(sharp[..., top:bottom, left:right],
+                                                blur[..., top:bottom, left:right], size, reg, weight)
+    return out
