@@ -470,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from models.kernel_space import KernelSpace
     from utils.device import resolve_device
     from utils.fileio import atomic_write
+    from utils.paths import refuse_overwrite
 
     args = build_parser().parse_args(argv)
     overrides = list(args.set) + ([f"iterations={args.iters}"] if args.iters is not None else [])
@@ -518,6 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"{dst}: unknown image extension, expected one of {', '.join(IMAGE_EXTENSIONS)}")
     model = args.model or cfg["model"]
     model_path = Path(model) if Path(model).is_absolute() or Path(model).exists() else REPO_ROOT / model
+    refuse_overwrite(  # issue 16: no output (image, extras, report) may be one of the inputs
+        [path for _src, dst, extras in jobs for path in (dst, *extras.values())] + [args.report],
+        [src for src, _dst, _extras in jobs] + [model_path, args.config],
+    )
     if not model_path.is_file():
         hint = (
             " (the shipped default model is not there yet; pass --model CKPT)" if args.model is None else ""

@@ -37,6 +37,7 @@ from models.kernel_space import GRID
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
+from utils.paths import refuse_overwrite
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "transfer" / "default.yml"
 BLENDS = ("cosine", "linear")
@@ -337,6 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--sample must be a positive number of samples, got {args.sample}")
     elif not (args.sharp and args.blur):
         raise UserError("blur transfer needs --sharp X and --blur Y (or --sample N for novel blur)")
+    refuse_overwrite(  # issue 16: no output may be one of the inputs
+        output_paths(args.target, args.output, args.output_dir, "_transfer") if args.sample is None else
+        [Path(args.output_dir) / f"{Path(args.target[0]).stem}_sample{i:03d}{Path(args.target[0]).suffix}"
+         for i in range(args.sample)],
+        [*args.target, args.sharp, args.blur, args.model or model_path_from_config(cfg["model"]), args.config],
+    )
     device = resolve_device(args.device)
     targets: list[LoadedImage] = [read_image(t) for t in args.target]
     if args.sample is None:

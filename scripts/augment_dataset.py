@@ -52,6 +52,7 @@ from utils.config import load_config  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_write  # noqa: E402
+from utils.paths import refuse_overwrite  # noqa: E402
 
 FRAMES_PER_CLIP = 100
 FORMATS = ("folder", "lmdb")
@@ -155,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tile = args.tile if args.tile is not None else cfg["tile"]
     check_tiling(tile, cfg["overlap"])
     out = Path(args.out)
+    refuse_overwrite(  # issue 16: what this writes (or replaces with --overwrite) may hold no input
+        [out / name for name in ("sharp", "blur", "sharp.lmdb", "blur.lmdb", "augment_info.yml")],
+        [args.source, *(args.source_lmdb or ()), args.targets, args.model or model_path_from_config(cfg["model"]),
+         args.config],
+    )
     if any((out / name).exists() for name in ("sharp", "blur", "sharp.lmdb", "blur.lmdb")) and not args.overwrite:
         raise UserError(f"{out}: already holds a dataset (use --overwrite to write into it)")
     targets = list_images(args.targets, recursive=True)

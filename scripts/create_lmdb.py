@@ -7,6 +7,8 @@ Layouts:
 
 Every image is decoded first: a corrupt or unreadable one stops with its path named (exit 2) and
 nothing is left at --save_path. The LMDB is built under a temporary name and renamed at the end.
+--save_path may not lie inside --img_folder (nor the other way round); an existing --save_path is
+refused unless --overwrite, and even then only an LMDB folder (one holding data.mdb) is replaced.
 
 Examples:
     python scripts/create_lmdb.py --img_folder REDS/train_sharp --save_path datasets/REDS/train_sharp.lmdb
@@ -23,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data.lmdb_io import GOPRO_SIDES, create_lmdb  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.paths import refuse_inside, refuse_overwrite  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--side", choices=GOPRO_SIDES, default=None, help="GOPRO trees: which side to pack")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --save_path")
     args = parser.parse_args(argv)
+    save_path = Path(args.save_path)
+    refuse_inside([save_path], [args.img_folder])  # the LMDB would become part of the folder it packs
+    refuse_overwrite([save_path], [args.img_folder])  # --overwrite would replace the images themselves
+    if args.overwrite and save_path.exists() and not (save_path / "data.mdb").is_file():
+        raise UserError(f"{save_path}: exists and is not an LMDB folder (no data.mdb); --overwrite only replaces "
+                        "an LMDB, choose another --save_path")
     count = create_lmdb(args.img_folder, args.save_path, name=args.name, side=args.side, overwrite=args.overwrite)
     print(f"wrote {count} images to {args.save_path}")
     return 0

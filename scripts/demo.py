@@ -28,6 +28,7 @@ from models import KernelSpace  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
+from utils.paths import refuse_overwrite  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="demo_output", help="output folder")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
+    refuse_overwrite(  # issue 16: neither picture may be one of the inputs
+        [Path(args.out) / f"{Path(args.input).stem}_{kind}.png" for kind in ("deblurred", "before_after")],
+        [args.input, args.truth, args.model],
+    )
 
     device = resolve_device(args.device)
     cfg = load_config(ROOT / "configs" / "deblur" / "fast.yml", "deblur")

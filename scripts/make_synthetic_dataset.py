@@ -25,6 +25,7 @@ from data.build import build_synthetic  # noqa: E402
 from data.synthetic import export_synthetic_dataset  # noqa: E402
 from utils.config import build_config, load_schema  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.paths import refuse_overwrite  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.num < 1 or args.size < 1:
         raise UserError(f"--num ({args.num}) and --size ({args.size}) must be positive")
     out = Path(args.out)
+    refuse_overwrite([out / "sharp", out / "blur", out / "kernels"], [args.sharp_dir])  # issue 16
     if (out / "sharp").exists() and not args.overwrite:
         raise UserError(f"{out}: already holds sharp/ (use --overwrite to write into it)")
     synthetic = {"num_samples": args.num, "source": "deadleaves" if args.deadleaves else "folder",

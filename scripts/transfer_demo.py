@@ -33,6 +33,7 @@ from scripts.evaluate import psnr  # noqa: E402
 from transfer import apply_code, extract_code, load_model, model_path_from_config  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.paths import refuse_overwrite  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 LABEL_HEIGHT = 24
@@ -129,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kernel_file = args.kernel
     if kernel_file is None and args.sharp == str(EXAMPLES / "pair_sharp.png"):
         kernel_file = str(EXAMPLES / "kernels" / "pair_motion.npy")
+    refuse_overwrite([args.output], [args.sharp, args.blur, *targets, kernel_file,  # issue 16
+                                    args.model or model_path_from_config("pretrained/default_small.pth")])
     kernel = None
     if kernel_file is not None:
         try:

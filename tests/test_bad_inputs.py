@@ -8,6 +8,11 @@ inputs and a tiny random model, and checks the contract of the shared error path
 - nothing written to the case's output path (no file, no temporary left behind), and a checkpoint
   that runs code when unpickled is refused without running that code.
 
+- no command destroys its input (issue 16): an output that is one of the inputs (spelled with
+  ``..``, relative or absolute, or through a symlink), or a folder output that would write over
+  them, is refused before any work; the case's own inputs under ``{own}`` keep their bytes and
+  nothing new appears there.
+
 A few cases must *succeed* instead (16-bit RGB and RGBA inputs keep their depth and channels), and
 a folder that mixes good and bad images finishes the good ones and lists the bad ones.
 
@@ -47,7 +52,10 @@ class Case:
 
     ``args``: arguments after the script; ``{data}`` is the folder of inputs, ``{out}`` the case's
     own output folder (not created beforehand), ``{evil}`` a checkpoint of this case whose unpickling
-    would create ``{data}/marker_<id>``. ``names``: strings the error line must contain. ``rc``:
+    would create ``{data}/marker_<id>``, ``{own}`` a folder of inputs for this case alone (see
+    :func:`make_own_inputs`; every file there must keep its bytes) and ``{rel}`` the same folder
+    spelled relative to the working directory (``../..``). ``names``: strings the error line must
+    contain (formatted like ``args``, so they can name the case's paths). ``rc``:
     expected exit status; for rc 2 nothing may appear under ``{out}``. ``check``: extra assertions
     ``check(result, data, out)`` (for the cases that must succeed).
     """
@@ -93,6 +101,9 @@ LMDB = "scripts/create_lmdb.py"
 SYNTH = "scripts/make_synthetic_dataset.py"
 EVALUATE = "scripts/evaluate.py"
 AUGMENT = "scripts/augment_dataset.py"
+DEMO = "scripts/demo.py"
+TRANSFER_DEMO = "scripts/transfer_demo.py"
+PAIR = ("--sharp", "{data}/good.png", "--blur", "{data}/good.png")
 
 CASES = [
     # deblur.py: images
@@ -227,6 +238,106 @@ CASES = [
     Case("augment-model-runs-code", AUGMENT,
          ("--source", "{data}/pairs", "--targets", "{data}/targets", "--out", "{out}", "--model", "{evil}",
           "--device", "cpu"), ("evil_augment-model-runs-code.pth",)),
+    # no command destroys its input (issue 16): output == input, however spelled
+    Case("deblur-output-is-input", "deblur.py", ("--input", "{own}/photo.png", "--output", "{own}/photo.png", *DEBLUR),
+         ("{own}/photo.png", "would overwrite")),
+    Case("deblur-output-is-input-dotdot", "deblur.py",
+         ("--input", "{own}/photo.png", "--output", "{rel}/photos/../photo.png", *DEBLUR),
+         ("{rel}/photos/../photo.png", "{own}/photo.png")),
+    Case("deblur-output-is-input-absolute", "deblur.py",
+         ("--input", "{rel}/photo.png", "--output", "{own}/photo.png", *DEBLUR),
+         ("{own}/photo.png", "{rel}/photo.png")),
+    Case("deblur-output-symlink-to-input", "deblur.py",
+         ("--input", "{own}/photo.png", "--output", "{own}/link.png", *DEBLUR), ("{own}/link.png", "{own}/photo.png")),
+    Case("deblur-input-via-symlink", "deblur.py",
+         ("--input", "{own}/link.png", "--output", "{own}/photo.png", *DEBLUR), ("{own}/photo.png", "{own}/link.png")),
+    Case("deblur-output-is-input-before-model", "deblur.py",
+         ("--input", "{own}/photo.png", "--output", "{own}/photo.png", *DEBLUR, "--model", "{data}/nope.pth"),
+         ("{own}/photo.png", "would overwrite")),
+    Case("deblur-folder-output-is-input-dir", "deblur.py",
+         ("--input-dir", "{own}/photos", "--output-dir", "{own}/photos", *DEBLUR), ("{own}/photos/a.png",)),
+    Case("deblur-folder-output-dir-dotdot", "deblur.py",
+         ("--input-dir", "{own}/photos", "--output-dir", "{rel}/pairs/../photos", *DEBLUR),
+         ("{rel}/pairs/../photos/a.png", "{own}/photos/a.png")),
+    Case("deblur-folder-output-dir-symlink", "deblur.py",
+         ("--input-dir", "{own}/photos", "--output-dir", "{own}/photos_link", *DEBLUR),
+         ("{own}/photos_link/a.png", "{own}/photos/a.png")),
+    Case("deblur-folder-save-reblur-in-input-dir", "deblur.py",
+         ("--input-dir", "{own}/photos", "--output-dir", "{out}", "--save-reblur", "{own}/photos", *DEBLUR),
+         ("{own}/photos/a.png",)),
+    Case("deblur-save-kernel-over-input", "deblur.py",
+         ("--input", "{own}/photo.png", "--output", "{out}/x.png", "--save-kernel", "{own}/photo.png", *DEBLUR),
+         ("{own}/photo.png",)),
+    Case("deblur-save-reblur-over-input", "deblur.py",
+         ("--input", "{own}/photo.png", "--output", "{out}/x.png", "--save-reblur", "{own}/link.png", *DEBLUR),
+         ("{own}/link.png", "{own}/photo.png")),
+    Case("deblur-save-psf-over-input", "deblur.py",
+         ("--input", "{own}/photo.png", "--output", "{out}/x.png", "--save-psf", "{rel}/photo.png", *DEBLUR),
+         ("{rel}/photo.png", "{own}/photo.png")),
+    Case("deblur-report-over-model", "deblur.py",
+         ("--input", "{own}/photo.png", "--output", "{out}/x.png", *DEBLUR, "--model", "{own}/model.pth",
+          "--report", "{rel}/model.pth"), ("{rel}/model.pth", "{own}/model.pth")),
+    Case("transfer-output-is-target", "transfer.py",
+         (*PAIR, "--target", "{own}/photo.png", "--output", "{own}/photo.png", *TRANSFER), ("{own}/photo.png",)),
+    Case("transfer-output-is-target-dotdot", "transfer.py",
+         (*PAIR, "--target", "{own}/photo.png", "--output", "{rel}/photos/../photo.png", *TRANSFER),
+         ("{rel}/photos/../photo.png", "{own}/photo.png")),
+    Case("transfer-output-is-sharp-absolute", "transfer.py",
+         ("--sharp", "{rel}/photo.png", "--blur", "{data}/good.png", "--target", "{data}/good.png",
+          "--output", "{own}/photo.png", *TRANSFER), ("{own}/photo.png", "{rel}/photo.png")),
+    Case("transfer-output-symlink-to-blur", "transfer.py",
+         ("--sharp", "{data}/good.png", "--blur", "{own}/photo.png", "--target", "{data}/good.png",
+          "--output", "{own}/link.png", *TRANSFER), ("{own}/link.png", "{own}/photo.png")),
+    Case("transfer-output-dir-symlink-to-targets", "transfer.py",
+         (*PAIR, "--target", "{own}/photos/a.png", "--target", "{own}/photos/b.png",
+          "--output-dir", "{own}/photos_link", *TRANSFER), ("{own}/photos_link/a.png", "{own}/photos/a.png")),
+    Case("transfer-default-output-is-other-target", "transfer.py",
+         (*PAIR, "--target", "{own}/photos/a.png", "--target", "{own}/photos/a_transfer.png", *TRANSFER),
+         ("{own}/photos/a_transfer.png",)),
+    Case("transfer-output-is-target-before-model", "transfer.py",
+         (*PAIR, "--target", "{own}/photo.png", "--output", "{own}/photo.png", *TRANSFER,
+          "--model", "{data}/random.pth"), ("{own}/photo.png", "would overwrite")),
+    Case("augment-out-is-source", AUGMENT,
+         ("--source", "{own}/pairs", "--targets", "{data}/targets", "--out", "{own}/pairs", "--overwrite",
+          "--model", "{data}/model.pth", "--device", "cpu"),
+         ("{own}/pairs/sharp", "{own}/pairs/sharp/000/00000000.png")),
+    Case("augment-targets-inside-out", AUGMENT,
+         ("--source", "{data}/pairs", "--targets", "{own}/pairs_link/sharp", "--out", "{rel}/pairs", "--overwrite",
+          "--model", "{data}/model.pth", "--device", "cpu"),
+         ("{rel}/pairs/sharp", "the input {own}/pairs_link/sharp")),
+    Case("augment-out-lmdb-is-source-lmdb", AUGMENT,
+         ("--source-lmdb", "{own}/sharp.lmdb", "{own}/blur.lmdb", "--targets", "{data}/targets", "--out", "{own}",
+          "--format", "lmdb", "--overwrite", "--model", "{data}/model.pth", "--device", "cpu"),
+         ("{own}/sharp.lmdb",)),
+    Case("synthetic-out-is-sharp-dir", SYNTH,
+         ("--sharp-dir", "{own}/pairs", "--out", "{own}/pairs", "--num", "1", "--size", "16", "--kernel-size", "3",
+          "--overwrite"), ("{own}/pairs/sharp", "{own}/pairs/sharp/000/00000000.png")),
+    Case("synthetic-out-symlink-to-sharp-dir", SYNTH,
+         ("--sharp-dir", "{rel}/pairs", "--out", "{own}/pairs_link", "--num", "1", "--size", "16",
+          "--kernel-size", "3", "--overwrite"), ("{own}/pairs_link/sharp", "{rel}/pairs/sharp/000/00000000.png")),
+    Case("demo-output-is-truth", DEMO,
+         ("--input", "{own}/photos/a.png", "--truth", "{own}/photos/a_deblurred.png", "--out", "{rel}/photos",
+          "--model", "{data}/model.pth", "--device", "cpu"),
+         ("{rel}/photos/a_deblurred.png", "{own}/photos/a_deblurred.png")),
+    Case("transfer-demo-output-is-target", TRANSFER_DEMO,
+         (*PAIR, "--target", "{own}/photo.png", "--output", "{own}/link.png", "--model", "{data}/model.pth",
+          "--device", "cpu"), ("{own}/link.png", "{own}/photo.png")),
+    Case("lmdb-save-inside-img-folder", LMDB, ("--img_folder", "{own}/photos", "--save_path", "{own}/photos/x.lmdb"),
+         ("{own}/photos/x.lmdb", "inside the input folder {own}/photos")),
+    Case("lmdb-save-inside-img-folder-symlink-dotdot", LMDB,
+         ("--img_folder", "{own}/photos_link", "--save_path", "{rel}/pairs/../photos/x.lmdb"),
+         ("{rel}/pairs/../photos/x.lmdb", "{own}/photos_link")),
+    Case("lmdb-save-is-img-folder-overwrite", LMDB,
+         ("--img_folder", "{own}/photos", "--save_path", "{own}/photos_link", "--overwrite"),
+         ("{own}/photos_link", "{own}/photos")),
+    Case("lmdb-img-folder-inside-save-overwrite", LMDB,
+         ("--img_folder", "{own}/pairs/sharp", "--save_path", "{own}/pairs", "--overwrite"),
+         ("{own}/pairs:", "{own}/pairs/sharp")),
+    Case("lmdb-overwrite-not-an-lmdb", LMDB,
+         ("--img_folder", "{data}/targets", "--save_path", "{own}/photos", "--overwrite"),
+         ("{own}/photos", "data.mdb")),
+    Case("lmdb-exists-without-overwrite", LMDB, ("--img_folder", "{data}/targets", "--save_path", "{own}/sharp.lmdb"),
+         ("{own}/sharp.lmdb", "--overwrite")),
 ]
 
 
@@ -265,6 +376,49 @@ def _published_state_dict(model) -> dict:
 def _png(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(path), image)
+
+
+def make_own_inputs(folder: Path, model: Path) -> None:
+    """The inputs of one issue-16 case, in its own folder (cases run concurrently; a case that
+    failed to refuse must not spoil another's inputs):
+
+        photo.png  link.png -> photo.png  model.pth  photos/{a,b,a_transfer,a_deblurred}.png
+        photos_link -> photos  pairs/{sharp,blur}/000/00000000.png  pairs_link -> pairs
+        sharp.lmdb  blur.lmdb  (LMDBs of pairs/sharp and pairs/blur)
+    """
+    from data.lmdb_io import create_lmdb
+
+    rng = np.random.default_rng(len(folder.name))
+
+    def rgb8() -> np.ndarray:
+        return cv2.GaussianBlur(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (3, 3), 0)
+
+    _png(folder / "photo.png", rgb8())
+    (folder / "link.png").symlink_to("photo.png")
+    (folder / "model.pth").write_bytes(model.read_bytes())
+    for name in ("a", "b", "a_transfer", "a_deblurred"):
+        _png(folder / "photos" / f"{name}.png", rgb8())
+    (folder / "photos_link").symlink_to("photos", target_is_directory=True)
+    for side in ("sharp", "blur"):
+        _png(folder / "pairs" / side / "000" / "00000000.png", rgb8())
+        create_lmdb(folder / "pairs" / side, folder / f"{side}.lmdb", progress=False)
+    (folder / "pairs_link").symlink_to("pairs", target_is_directory=True)
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """Every entry under ``folder``: symlinks by target, files by bytes, folders by name."""
+    entries: dict[str, tuple] = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root) / name
+            key = str(path.relative_to(folder))
+            if path.is_symlink():
+                entries[key] = ("link", os.readlink(path))
+            elif path.is_file():
+                entries[key] = ("file", path.read_bytes())
+            else:
+                entries[key] = ("dir",)
+    return entries
 
 
 def make_inputs(data: Path) -> None:
@@ -319,6 +473,9 @@ def make_inputs(data: Path) -> None:
     for case in CASES:
         if any("{evil}" in arg for arg in case.args):
             _write_evil_checkpoint(data / f"evil_{case.id}.pth", data / f"marker_{case.id}", model)
+    for case in CASES:
+        if any("{own}" in arg or "{rel}" in arg for arg in case.args):
+            make_own_inputs(data / "own" / case.id, data / "model.pth")
     # the payload is live: loading it without weights_only does run the code
     _write_evil_checkpoint(data / "evil_probe.pth", data / "marker_probe", model)
     torch.load(data / "evil_probe.pth", weights_only=False)
@@ -333,9 +490,16 @@ def make_inputs(data: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------- runner
+def _values(case: Case, data: Path, out_root: Path) -> dict[str, str]:
+    """What the placeholders of a case's ``args`` and ``names`` stand for."""
+    own = data / "own" / case.id
+    return {"data": str(data), "out": str(out_root / case.id), "evil": str(data / f"evil_{case.id}.pth"),
+            "own": str(own), "rel": os.path.relpath(own, REPO)}
+
+
 def _run(case: Case, data: Path, out_root: Path) -> tuple[subprocess.CompletedProcess, Path]:
     out = out_root / case.id
-    values = {"data": data, "out": out, "evil": data / f"evil_{case.id}.pth"}
+    values = _values(case, data, out_root)
     argv = [sys.executable, str(REPO / case.script), *(arg.format(**values) for arg in case.args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
@@ -348,12 +512,13 @@ def runs(request, tmp_path_factory) -> dict:
     data = tmp_path_factory.mktemp("inputs")
     out_root = tmp_path_factory.mktemp("outputs")
     make_inputs(data)
+    owned = {case: snapshot(data / "own" / case) for case in os.listdir(data / "own")}
     selected = [item.callspec.params["case"] for item in request.session.items
                 if item.module is request.module and item.originalname == "test_bad_input"]
     with ThreadPoolExecutor(WORKERS) as pool:
         futures = {case.id: pool.submit(_run, case, data, out_root) for case in selected}
         results = {key: future.result() for key, future in futures.items()}
-    return {"data": data, **results}
+    return {"data": data, "owned": owned, **results}
 
 
 def _files_under(path: Path) -> list[Path]:
@@ -364,6 +529,7 @@ def _files_under(path: Path) -> list[Path]:
 def test_bad_input(case: Case, runs: dict) -> None:
     result, out = runs[case.id]
     data = runs["data"]
+    values = _values(case, data, out.parent)
     report = f"{case.script} {' '.join(case.args)}\nexit {result.returncode}\nstderr:\n{result.stderr[-3000:]}"
     assert "Traceback" not in result.stderr, report
     assert result.returncode == case.rc, report
@@ -371,10 +537,36 @@ def test_bad_input(case: Case, runs: dict) -> None:
     if case.rc == 2:
         lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if line.startswith("error:")]
         assert len(lines) == 1, f"expected one 'error:' line\n{report}"
-        for name in case.names:
+        for name in (name.format(**values) for name in case.names):
             assert name in lines[0], f"{name!r} not named in the error\n{report}"
         assert _files_under(out) == [], f"files written to the output path: {_files_under(out)}\n{report}"
+    if case.id in runs["owned"]:
+        own = data / "own" / case.id
+        assert snapshot(own) == runs["owned"][case.id], f"the case's inputs under {own} changed\n{report}"
     if case.check is not None:
         case.check(result, data, out)
     leftovers = [p for p in _files_under(out) + _files_under(data) if p.name.endswith(".tmp")]
     assert leftovers == [], f"temporary files left behind: {leftovers}\n{report}"
+
+
+def test_refuse_overwrite_compares_files_not_strings(tmp_path: Path) -> None:
+    """utils.paths directly: hard links and resolved spellings collide; a sibling or sub-folder output,
+    or a missing input, does not."""
+    from utils.errors import UserError
+    from utils.paths import refuse_inside, refuse_overwrite
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(b"a")
+    os.link(photos / "a.png", tmp_path / "hard.png")
+    with pytest.raises(UserError, match="hard.png.*photos/a.png"):
+        refuse_overwrite([tmp_path / "hard.png"], [photos / "a.png"])
+    with pytest.raises(UserError, match="the input"):
+        refuse_overwrite([tmp_path / "x" / ".." / "photos" / "." / "a.png"], [photos])
+    with pytest.raises(UserError, match="folder holding the input"):
+        refuse_overwrite([photos], [photos / "a.png"])
+    refuse_overwrite([photos / "sharp" / "a.png", tmp_path / "b.png", None], [photos / "a.png", None])
+    refuse_overwrite([tmp_path / "missing.png"], [tmp_path / "missing.png"])  # nothing to destroy
+    refuse_inside([tmp_path / "x.lmdb"], [photos])
+    with pytest.raises(UserError, match="inside the input folder"):
+        refuse_inside([photos / "sub" / "x.lmdb"], [photos])
