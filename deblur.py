@@ -432,7 +432,7 @@ def _deblur_file(
 ) -> dict[str, Any]:
     """Read, deblur and write one image (and the requested extras); returns its report entry."""
     from data.image_io import read_image, to_numpy, to_tensor, write_image
-    from models.psf import render_psf
+    from models.psf_probe import render_psfs
 
     loaded = read_image(src)
     start = time.perf_counter()
@@ -447,7 +447,7 @@ def _deblur_file(
     if extras["kernel"] is not None:
         _save_code(extras["kernel"], result.code, model, loaded.size)
     if extras["psf"] is not None:
-        write_image(extras["psf"], render_psf(kernel_space, result.code.to(device)))
+        write_image(extras["psf"], render_psfs(kernel_space.psf_of_code(result.code.to(device))[0]))
     main = [h for h in result.history if h["phase"] == "main"]
     return {
         "input": str(src),

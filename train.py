@@ -39,8 +39,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data import build_dataset
-from losses import charbonnier, kernel_code_loss, kernel_code_target, kernel_projection, kl_divergence
-from models import KernelSpace, pad_to_multiple
+from data.kernels import random_psfs
+from losses import charbonnier, kernel_code_loss, kernel_code_target, kernel_projection, kl_divergence, psf_loss
+from models import KernelSpace
 from models.checkpoint import read_checkpoint_file
 from models.init import INIT_SCHEMES, initialise_kernel_space
 from utils.config import build_config, load_schema
@@ -143,6 +144,12 @@ def check_train_config(cfg: dict, source: str = "config") -> None:
                 f"{source}: config key 'train.{key}' needs the true kernels of synthetic training data "
                 f"(datasets.train.mode: synthetic), got mode {cfg['datasets']['train']['mode']!r}"
             )
+    if t["kernel_batch"] < 0:
+        raise UserError(f"{source}: config key 'train.kernel_batch' must be >= 0, got {t['kernel_batch']}")
+    if t["kernel_batch"] > 0 and (cfg["KernelWizard"]["generator"] != "psf"
+                                  or cfg["datasets"]["train"]["mode"] != "synthetic"):
+        raise UserError(f"{source}: config key 'train.kernel_batch' needs KernelWizard.generator: psf and "
+                        "synthetic training data (its kernel settings)")
     if not 0.0 <= t["mean_code_decay"] < 1.0:
         raise UserError(
             f"{source}: config key 'train.mean_code_decay' must be in [0, 1), got {t['mean_code_decay']}"
@@ -182,17 +189,20 @@ class ExperimentPaths:
 class TrainForward(nn.Module):
     """The training forward pass of a :class:`KernelSpace` (what DDP wraps and compile traces).
 
-    ``forward(sharp, blur, teacher=None)`` with (B, 3, H, W) tensors returns (ŷ = F(x, G(x, y))
+    ``forward(sharp, blur, teacher=None, psfs=None)`` with (B, 3, H, W) tensors returns (ŷ = F(x, G(x, y))
     (B, 3, H, W), G's code mean (B, kernel_dim) averaged over the code grid (with its graph, for the
-    kernel-code loss), KL term (scalar; 0 without a VAE): the published one,
+    kernel loss), KL term (scalar; 0 without a VAE): the published one,
     ``sum(μ² + σ² − log σ² − 1)`` over the batch's code elements, i.e. twice the summed KL
-    divergence). ``teacher``: (T, kernel_dim) codes, T ≤ B, that replace G's code as F's input for
-    the first T samples (``train.kernel_teacher``), spread over the code grid.
+    divergence). ``teacher`` (``train.kernel_teacher``) replaces G's code as F's input for the
+    first T ≤ B samples, spread over the code grid: (T, kernel_dim) codes for the unet type, or for
+    the psf type (T, S, S) PSFs (the true kernels) that its kernel encoder turns into codes.
 
-    It computes ``ks.apply(sharp, code)`` with ``code = ks.encode(sharp, blur)`` (sampled for a VAE
-    model) but runs the shared PreprocessBlock once on the sharp image, not twice: F reuses the
-    sharp features G was given, as in the published KernelWizard.forward (same function, about a
-    fifth less work per step at the paper's size).
+    psf type only, ``psfs`` (N, S, S) (``train.kernel_batch``): a fourth element is returned, the
+    pair (PSFs decoded from G's grid-averaged codes (B, S, S), the auto-encoded ``psfs`` (N, S, S)),
+    so that every use of the decoder and encoder happens inside this one forward (as DDP needs).
+
+    It runs :meth:`KernelSpace.encode_and_apply`: the unet type's shared PreprocessBlock runs once
+    on the sharp image for G and F, as in the published KernelWizard.forward.
     """
 
     def __init__(self, ks: KernelSpace) -> None:
@@ -200,27 +210,40 @@ class TrainForward(nn.Module):
         self.ks = ks
 
     def forward(
-        self, sharp: torch.Tensor, blur: torch.Tensor, teacher: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, sharp: torch.Tensor, blur: torch.Tensor, teacher: torch.Tensor | None = None,
+        psfs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         ks = self.ks
-        if sharp.shape != blur.shape:
-            raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
-        h, w = sharp.shape[-2:]
-        padded = pad_to_multiple(torch.cat([sharp, blur], dim=0))
-        sharp_feat, blur_feat = ks.preprocess(padded).chunk(2, dim=0)
-        out = ks.extractor(sharp_feat, blur_feat)
-        if isinstance(out, tuple):
-            mean, sigma = out
-            code = mean + sigma * torch.randn_like(mean)
-            kl = 2.0 * kl_divergence(mean.float(), sigma.float(), reduction="sum")
-        else:
-            mean = code = out
-            kl = torch.zeros((), device=sharp.device)
-        if teacher is not None and len(teacher):
-            grid = teacher.to(code.dtype)[:, :, None, None].expand(-1, -1, *code.shape[-2:])
-            code = torch.cat([grid, code[len(teacher):]], dim=0)
-        pred = ks.generator(padded[: sharp.shape[0]], sharp_feat, code)[..., :h, :w]
-        return pred, mean.float().mean(dim=(2, 3)), kl
+        kl = torch.zeros((), device=sharp.device)
+        means: list[torch.Tensor] = []
+
+        def sample(encoded: Any) -> torch.Tensor:
+            nonlocal kl
+            if isinstance(encoded, tuple):
+                mean, sigma = encoded
+                kl = kl + 2.0 * kl_divergence(mean.float(), sigma.float(), reduction="sum")
+                return mean + sigma * torch.randn_like(mean)
+            return encoded
+
+        def choose_code(encoded: Any) -> torch.Tensor:
+            means.append(encoded[0] if isinstance(encoded, tuple) else encoded)
+            code = sample(encoded)
+            if teacher is not None and len(teacher):
+                own = teacher
+                if ks.generator_type == "psf":
+                    own = sample(ks.extractor.encoder(teacher[:, None, None]))[:, :, 0, 0]
+                grid = own.to(code.dtype)[:, :, None, None].expand(-1, -1, *code.shape[-2:])
+                code = torch.cat([grid, code[len(teacher):]], dim=0)
+            return code
+
+        pred, _ = ks.encode_and_apply(sharp, blur, choose_code)
+        code_mean = means[0].float().mean(dim=(2, 3))
+        if psfs is None:
+            return pred, code_mean, kl
+        decoder = ks.generator.decoder
+        g_psfs = decoder(code_mean[:, :, None, None])[:, 0, 0]
+        restored = decoder(sample(ks.extractor.encoder(psfs[:, None, None])))[:, 0, 0]
+        return pred, code_mean, kl, (g_psfs, restored)
 
 
 def seed_everything(seed: int) -> None:
@@ -464,11 +487,11 @@ def restore(
 
 
 # --------------------------------------------------------------------------------------------- step
-def forward_kernel_dim(forward: nn.Module) -> int:
-    """The code width of the KernelSpace inside a (possibly DDP- or compile-wrapped) TrainForward."""
+def unwrap_kernel_space(forward: nn.Module) -> KernelSpace:
+    """The KernelSpace inside a (possibly DDP- or compile-wrapped) TrainForward."""
     inner = getattr(forward, "module", forward)
     inner = getattr(inner, "_orig_mod", inner)
-    return inner.ks.kernel_dim
+    return inner.ks
 
 
 @dataclass
@@ -491,15 +514,19 @@ class StepResult:
 def train_step(
     forward: nn.Module, sharp: torch.Tensor, blur: torch.Tensor, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, autocast: contextlib.AbstractContextManager, cfg: dict, info: DistInfo,
-    kernel: torch.Tensor | None = None,
+    kernel: torch.Tensor | None = None, psfs: torch.Tensor | None = None,
 ) -> StepResult:
     """One optimizer step on a batch (sharp, blur: (B, 3, H, W) on the training device; ``kernel``:
     the true (B, 1, K, K) kernels, needed when ``train.kernel_weight`` or ``train.kernel_teacher``
-    is > 0).
+    is > 0; ``psfs``: psf type, the (N, S, S) generated kernels of ``train.kernel_batch``).
 
+    The kernel loss: for the unet type, G's code against a fixed projection of the true kernel
+    (:func:`losses.kernel_code_loss`); for the psf type, the PSF decoded from G's code against the
+    true kernel, plus the auto-encoded ``psfs`` against themselves (:func:`losses.psf_loss`).
     A non-finite loss (on any rank) skips the backward pass and the update.
     """
     t = cfg["train"]
+    ks = unwrap_kernel_space(forward)
     optimizer.zero_grad(set_to_none=True)
     uses_kernels = t["kernel_weight"] > 0 or t["kernel_teacher"] > 0
     if uses_kernels and kernel is None:
@@ -507,15 +534,29 @@ def train_step(
     projection = teacher = None
     if uses_kernels:
         kernel = kernel.to(blur.device)
-        projection = kernel_projection(forward_kernel_dim(forward), kernel.shape[-1], blur.device)
         n_teacher = round(t["kernel_teacher"] * len(blur))
-        teacher = kernel_code_target(kernel[:n_teacher], projection) if n_teacher else None
+        if ks.generator_type == "psf":
+            kernel = centre_kernels(kernel, ks.psf_size)
+            teacher = kernel[:n_teacher] if n_teacher else None
+        else:
+            projection = kernel_projection(ks.kernel_dim, kernel.shape[-1], blur.device)
+            teacher = kernel_code_target(kernel[:n_teacher], projection) if n_teacher else None
     with autocast:
-        pred, code_mean, kl = forward(sharp, blur, teacher)
+        out = forward(sharp, blur, teacher, psfs) if psfs is not None else forward(sharp, blur, teacher)
+    pred, code_mean, kl = out[:3]
     pixel = pixel_loss(pred.float(), blur, t["pixel_criterion"])
     loss = t["pixel_weight"] * pixel + t["kl_weight"] * kl.float()
     kernel_term = torch.zeros((), device=blur.device)
-    if t["kernel_weight"] > 0:
+    if ks.generator_type == "psf":
+        g_psfs, restored = out[3] if len(out) > 3 else (None, None)
+        if t["kernel_weight"] > 0:
+            if g_psfs is None:
+                g_psfs = ks.generator.decoder(code_mean[:, :, None, None])[:, 0, 0]
+            kernel_term = psf_loss(g_psfs, kernel)
+        if restored is not None:
+            kernel_term = kernel_term + psf_loss(restored, psfs) * len(blur) / len(psfs)
+        loss = loss + t["kernel_weight"] * kernel_term
+    elif t["kernel_weight"] > 0:
         kernel_term = kernel_code_loss(code_mean, kernel, projection)
         loss = loss + t["kernel_weight"] * kernel_term
     value = loss.item()
@@ -529,6 +570,12 @@ def train_step(
     elements = blur.numel()
     return StepResult(value / elements, pixel.item() / elements, float(kl.item()) / len(blur),
                       kernel_term.item() / len(blur), skipped, code_mean.detach().mean(0), pred.detach())
+
+
+def centre_kernels(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """True kernels (B, 1, K, K) → (B, size, size), zero-padded (or cropped) about their centre."""
+    pad = (size - kernel.shape[-1]) // 2
+    return F.pad(kernel[:, 0], (pad, pad, pad, pad))
 
 
 # --------------------------------------------------------------------------------------------- validate
@@ -829,7 +876,12 @@ def run_loop(
         loop.epoch_start += batch_size
         sharp, blur = to_device(batch, device, t["channels_last"])
         kernel = batch["kernel"] if t["kernel_weight"] > 0 or t["kernel_teacher"] > 0 else None
-        result = train_step(forward, sharp, blur, optimizer, scaler, autocast, cfg, info, kernel)
+        psfs = None
+        if t["kernel_batch"]:  # a pure function of the iteration: a resumed run draws the same kernels
+            rng = np.random.default_rng([seed, 7, info.rank, loop.iteration])
+            psfs = torch.from_numpy(random_psfs(loader.dataset.kernels, rng, t["kernel_batch"], ks.psf_size))
+            psfs = psfs.to(device)
+        result = train_step(forward, sharp, blur, optimizer, scaler, autocast, cfg, info, kernel, psfs)
         lr = optimizer.param_groups[0]["lr"]
         with warnings.catch_warnings():  # a skipped (non-finite) first step warns about the call order
             warnings.simplefilter("ignore", UserWarning)

@@ -260,3 +260,18 @@ class KernelSampler:
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """One kernel, (size, size) float32 summing to 1."""
         return random_kernel(rng, self.size, self.kinds, self.probs, tuple(self.intensity))
+
+
+def random_psfs(sampler: KernelSampler, rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+    """``count`` kernels of ``sampler`` placed in a ``size × size`` frame at a random integer shift
+    (uniform, up to the margin ``(size − sampler.size) // 2`` in each direction): (count, size, size)
+    float32, each summing to 1. The auto-encoder batch of the psf kernel space (``train.kernel_batch``)."""
+    margin = (size - sampler.size) // 2
+    if margin < 0:
+        raise ValueError(f"kernels of {sampler.size} px do not fit a {size} px PSF")
+    out = np.zeros((count, size, size), dtype=np.float32)
+    for i in range(count):
+        dy, dx = rng.integers(-margin, margin + 1, size=2) if margin else (0, 0)
+        top, left = margin + dy, margin + dx
+        out[i, top:top + sampler.size, left:left + sampler.size] = sampler.sample(rng)
+    return out

@@ -1,5 +1,5 @@
 """Losses and priors: Charbonnier, hyper-Laplacian gradient prior, kernel-code norm, VAE KL, SSIM, VGG,
-and the kernel-code loss of synthetic training.
+the kernel-code loss of synthetic training and the PSF loss of the psf kernel space.
 
 Images are float tensors (B, C, H, W) in [0, 1]; every function returns a scalar tensor.
 """
@@ -9,6 +9,7 @@ from losses.kl import kl_divergence
 from losses.perceptual import VGGPerceptualLoss
 from losses.pixel import CharbonnierLoss, charbonnier
 from losses.priors import HyperLaplacianPrior, hyper_laplacian, image_gradients, kernel_norm
+from losses.psf import psf_loss
 from losses.ssim import SSIMLoss, gaussian_window, ssim
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "kernel_norm",
     "kernel_projection",
     "kl_divergence",
+    "psf_loss",
     "ssim",
 ]

@@ -13,7 +13,7 @@ replicated over the target's grid, and a spatially varying code is stretched ove
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +22,14 @@ from torch import nn
 from models.blocks import PreprocessBlock
 from models.blur_generator import BlurGenerator
 from models.kernel_extractor import KernelExtractor
+from models.psf_extractor import PSFKernelExtractor
+from models.psf_generator import PSFBlurGenerator
+from models.psf_ops import CELL
 from utils.config import build_config, load_schema
 from utils.errors import UserError
 
-GRID = 128  # pixels per code cell (2 stride-2 convs in the PreprocessBlock, 5 in G)
+GRID = CELL  # pixels per code cell (2 stride-2 convs in the PreprocessBlock, 5 in G; the PSF type's cells)
+GENERATOR_TYPES = ("unet", "psf")
 
 
 def code_grid_size(height: int, width: int) -> tuple[int, int]:
@@ -60,6 +64,17 @@ def model_config(cfg: Mapping[str, Any] | None = None, source: str = "model conf
     Unknown keys, wrong types and unsupported values raise :class:`UserError` naming the key.
     """
     full = build_config(load_schema("model"), cfg or {}, source=source)
+    if full["generator"] not in GENERATOR_TYPES:
+        raise UserError(f"{source}: 'generator' must be one of {', '.join(GENERATOR_TYPES)}, "
+                        f"got {full['generator']!r}")
+    psf = full["PSF"]
+    if psf["size"] < 3 or psf["size"] % 2 == 0:
+        raise UserError(f"{source}: 'PSF.size' must be an odd integer >= 3, got {psf['size']}")
+    for key in ("width", "depth"):
+        if psf[key] < 1:
+            raise UserError(f"{source}: 'PSF.{key}' must be a positive integer, got {psf[key]}")
+    if psf["reg"] <= 0:
+        raise UserError(f"{source}: 'PSF.reg' must be > 0, got {psf['reg']}")
     checks = {
         "input_nc": (full["input_nc"] == 3, "3"),
         "N_frames": (full["N_frames"] == 1, "1"),
@@ -87,29 +102,52 @@ def model_config(cfg: Mapping[str, Any] | None = None, source: str = "model conf
 
 
 class KernelSpace(nn.Module):
-    """G and F with one shared PreprocessBlock (the published KernelWizard).
+    """The kernel space: G and F behind one API, for both blur-generator types.
 
-    Submodules: ``preprocess`` (PreprocessBlock), ``extractor`` (G, :class:`KernelExtractor`),
-    ``generator`` (F's U-Net and PostprocessBlock, :class:`BlurGenerator`). ``config`` is the
-    complete model config; ``meta`` holds facts from training (e.g. ``mean_code``).
+    ``config["generator"]`` chooses the type:
+
+    * ``unet`` (the published KernelWizard): ``preprocess`` (the PreprocessBlock shared by G and F),
+      ``extractor`` (G, :class:`KernelExtractor`), ``generator`` (F's U-Net and PostprocessBlock,
+      :class:`BlurGenerator`). Images are padded (reflect) to a multiple of 128 inside.
+    * ``psf``: ``extractor`` (G, :class:`PSFKernelExtractor`: closed-form kernel + learned encoder),
+      ``generator`` (F, :class:`PSFBlurGenerator`: learned PSF decoder + FFT blur); ``preprocess``
+      is None and images are used at their own size.
+
+    ``config`` is the complete model config; ``meta`` holds facts from training (e.g. ``mean_code``).
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.config = model_config(config)
         c = self.config
+        self.generator_type: str = c["generator"]
         self.kernel_dim: int = c["kernel_dim"]
         self.use_vae: bool = c["use_vae"]
-        self.preprocess = PreprocessBlock(c["input_nc"], c["nf"], c["front_RBs"])
-        self.extractor = KernelExtractor(c["nf"], c["kernel_dim"], c["KernelExtractor"]["n_blocks"], c["use_vae"])
-        self.generator = BlurGenerator(c["nf"], c["kernel_dim"], c["back_RBs"], c["input_nc"],
-                                       c["decoder_slope"])
+        self.extractor: nn.Module
+        self.generator: nn.Module
+        if self.generator_type == "psf":
+            p = c["PSF"]
+            self.preprocess: PreprocessBlock | None = None
+            self.extractor = PSFKernelExtractor(c["kernel_dim"], p["size"], p["width"], p["depth"],
+                                                c["use_vae"], p["reg"])
+            self.generator = PSFBlurGenerator(c["kernel_dim"], p["size"], p["width"], p["depth"])
+        else:
+            self.preprocess = PreprocessBlock(c["input_nc"], c["nf"], c["front_RBs"])
+            self.extractor = KernelExtractor(c["nf"], c["kernel_dim"], c["KernelExtractor"]["n_blocks"],
+                                             c["use_vae"])
+            self.generator = BlurGenerator(c["nf"], c["kernel_dim"], c["back_RBs"], c["input_nc"],
+                                           c["decoder_slope"])
         self.meta: dict[str, Any] = dict(meta or {})
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None = None) -> KernelSpace:
         """Build a randomly initialised model from a (possibly partial) KernelWizard config."""
         return cls(config)
+
+    @property
+    def psf_size(self) -> int | None:
+        """Side of the PSFs the ``psf`` type decodes (None for ``unet``, whose PSFs are probed)."""
+        return self.config["PSF"]["size"] if self.generator_type == "psf" else None
 
     # -- the two maps -------------------------------------------------------------------------
     def encode(
@@ -120,11 +158,7 @@ class KernelSpace(nn.Module):
         With a VAE model the result is a tuple (mean, sigma) of that shape; a code is
         ``mean + sigma · N(0, 1)``.
         """
-        if sharp.shape != blur.shape:
-            raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
-        both = self.preprocess(pad_to_multiple(torch.cat([sharp, blur], dim=0)))
-        sharp_feat, blur_feat = both.chunk(2, dim=0)
-        return self.extractor(sharp_feat, blur_feat)
+        return self.encode_and_apply(sharp, blur, None)[1]
 
     def extract_code(self, sharp: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
         """The deterministic code of a pair: G(x, y), or its mean for a VAE model."""
@@ -138,16 +172,64 @@ class KernelSpace(nn.Module):
         a code of batch 1 is shared by the whole batch.
         """
         h, w = sharp.shape[-2:]
-        padded = pad_to_multiple(sharp)
         code = resample_code(code, code_grid_size(h, w))
         if code.shape[0] == 1 and sharp.shape[0] > 1:
             code = code.expand(sharp.shape[0], -1, -1, -1)
-        out = self.generator(padded, self.preprocess(padded), code)
-        return out[..., :h, :w]
+        if self.preprocess is None:
+            return self.generator(sharp, code)
+        padded = pad_to_multiple(sharp)
+        return self.generator(padded, self.preprocess(padded), code)[..., :h, :w]
+
+    def encode_and_apply(
+        self,
+        sharp: torch.Tensor,
+        blur: torch.Tensor,
+        choose_code: Callable[[Any], torch.Tensor] | None,
+    ) -> tuple[torch.Tensor | None, Any]:
+        """G and F in one pass: ``(F(x, choose_code(G(x, y))), G(x, y))``.
+
+        ``choose_code`` turns G's output (a code, or (mean, sigma) for a VAE) into F's code, e.g.
+        by sampling; None skips F and returns ``(None, G(x, y))``. The unet type runs the shared
+        PreprocessBlock once on the sharp image for both maps (as the published KernelWizard.forward).
+        """
+        if sharp.shape != blur.shape:
+            raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
+        if self.preprocess is None:
+            encoded = self.extractor(sharp, blur)
+            return (None if choose_code is None else self.generator(sharp, choose_code(encoded))), encoded
+        h, w = sharp.shape[-2:]
+        padded = pad_to_multiple(torch.cat([sharp, blur], dim=0))
+        sharp_feat, blur_feat = self.preprocess(padded).chunk(2, dim=0)
+        encoded = self.extractor(sharp_feat, blur_feat)
+        if choose_code is None:
+            return None, encoded
+        pred = self.generator(padded[: sharp.shape[0]], sharp_feat, choose_code(encoded))
+        return pred[..., :h, :w], encoded
 
     def forward(self, sharp: torch.Tensor, blur: torch.Tensor) -> torch.Tensor:
         """F(x, G(x, y)) with the deterministic code: the kernel-space re-blur of a pair."""
         return self.apply(sharp, self.extract_code(sharp, blur))
+
+    # -- PSFs ---------------------------------------------------------------------------------
+    def psf_of_code(self, code: torch.Tensor) -> torch.Tensor:
+        """The PSFs of a code's cells, (B, kernel_dim, gh, gw) → (B, gh, gw, S, S), each summing to 1.
+
+        The ``psf`` type's decoder output itself; the ``unet`` type has no explicit PSF and reads it
+        off F's response to impulses (:func:`models.psf_probe.probe_psf`, gray, S = 41).
+        """
+        if self.generator_type == "psf":
+            return self.generator.decoder(code)
+        from models.psf_probe import probe_psf
+
+        return torch.stack([torch.from_numpy(probe_psf(self, c[None]).mean(-1)) for c in code]).to(code.device)
+
+    def code_of_psf(self, psf: torch.Tensor) -> torch.Tensor:
+        """The code whose cells decode to (approximately) the given PSFs: (B, gh, gw, S, S) →
+        (B, kernel_dim, gh, gw) (the mean for a VAE model). ``psf`` type only: its kernel encoder."""
+        if self.generator_type != "psf":
+            raise ValueError("code_of_psf needs a kernel space of the psf generator type")
+        code = self.extractor.encoder(psf)
+        return code[0] if isinstance(code, tuple) else code
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str, meta: Mapping[str, Any] | None = None, half: bool = False) -> None:

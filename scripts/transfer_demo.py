@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from data.image_io import read_image, to_tensor, write_image  # noqa: E402
-from models.psf import estimate_psf  # noqa: E402
 from scripts.evaluate import psnr  # noqa: E402
 from transfer import apply_code, extract_code, load_model, model_path_from_config  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
@@ -94,7 +93,8 @@ def transfer_figure(
     reblur = apply_code(kernel_space, x, code).clamp(0, 1).cpu()
     top = [("x (sharp)", sharp), ("y (blurry)", blurry),
            (f"F(x,G(x,y)) {psnr(reblur, y):.1f} dB", reblur[0].permute(1, 2, 0).numpy()),
-           ("PSF of G(x,y), mean of cells", kernel_picture(estimate_psf(kernel_space, code, 41).mean(axis=(0, 1, 4))))]
+           ("PSF of G(x,y), mean of cells",
+            kernel_picture(kernel_space.psf_of_code(code)[0].mean(dim=(0, 1)).cpu().numpy()))]
     if kernel is not None:
         top.append(("true kernel k", kernel_picture(kernel)))
     rows = [top]

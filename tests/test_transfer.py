@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import transfer
 from data.image_io import read_image, to_numpy, write_image
 from models import KernelSpace, code_grid_size, resample_code
-from models.psf import estimate_psf, render_psf
+from models.psf_probe import probe_psf, render_psfs
 from utils.errors import UserError, run_cli
 
 
@@ -166,15 +166,15 @@ def test_psf_recovers_the_kernel_of_a_convolution():
     kernel[4:8, 11] = 1.0
     kernel /= kernel.sum()
     model = ConvolvingModel(kernel)
-    psf = estimate_psf(model, torch.zeros(1, 8, 2, 3), size=15)
+    psf = probe_psf(model, torch.zeros(1, 8, 2, 3), size=15)
     assert psf.shape == (2, 3, 15, 15, 3)
     np.testing.assert_allclose(psf[1, 2, :, :, 1], kernel.numpy(), atol=1e-6)
-    picture = render_psf(model, torch.zeros(1, 8, 1, 1), size=15, scale=3)
+    picture = render_psfs(probe_psf(model, torch.zeros(1, 8, 1, 1), size=15), scale=3)
     assert picture.shape == (45, 45, 3) and picture.max() == pytest.approx(1.0)
 
 
 def test_psf_of_a_real_model_is_normalised(tiny_model):
-    psf = estimate_psf(tiny_model, torch.randn(1, tiny_model.kernel_dim, 1, 2), size=21)
+    psf = probe_psf(tiny_model, torch.randn(1, tiny_model.kernel_dim, 1, 2), size=21)
     assert psf.shape == (1, 2, 21, 21, 3) and (psf >= 0).all()
     sums = psf.sum(axis=(2, 3))
     assert np.all((np.abs(sums - 1) < 1e-4) | (sums == 0))

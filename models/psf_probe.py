@@ -1,10 +1,12 @@
-"""Pictures of a kernel code: the point-spread function that F applies with it.
+"""The point-spread function that F applies with a code, read off by probing F with impulses.
 
-A code has no explicit kernel; its blur is read off by applying F with the code to impulses. An
+For the ``unet`` generator type a code has no explicit kernel: its blur is read off by applying F
+with the code to impulses (the ``psf`` type's PSFs are its decoder's output,
+:meth:`~models.kernel_space.KernelSpace.psf_of_code`, and need no probe). An
 image of the code's grid size (``gh·128 × gw·128``) holds one white pixel at the centre of every
 128×128 cell on a black background; the response of F minus its response to the black image
-alone, cropped around each impulse, is the PSF of that cell. :func:`estimate_psf` returns these
-PSFs as numbers (non-negative, summing to 1); :func:`render_psf` lays them out as a picture
+alone, cropped around each impulse, is the PSF of that cell. :func:`probe_psf` returns these
+PSFs as numbers (non-negative, summing to 1); :func:`render_psfs` lays PSFs out as a picture
 (one panel per code cell, each scaled to its maximum and enlarged with nearest-neighbour).
 """
 
@@ -20,7 +22,7 @@ GRID = 128  # pixels per code cell
 
 
 @torch.inference_mode()
-def estimate_psf(kernel_space: Any, code: torch.Tensor, size: int = 41) -> np.ndarray:
+def probe_psf(kernel_space: Any, code: torch.Tensor, size: int = 41) -> np.ndarray:
     """PSF of every cell of ``code`` (1, C, gh, gw): (gh, gw, size, size, 3) float32.
 
     ``size`` (odd, <= 127) is the side of the window cut around each impulse. Each PSF is
@@ -51,26 +53,23 @@ def estimate_psf(kernel_space: Any, code: torch.Tensor, size: int = 41) -> np.nd
     return psf.numpy().astype(np.float32)
 
 
-def render_psf(
-    kernel_space: Any, code: torch.Tensor, size: int = 41, scale: int = 4, gap: int = 2, gray: bool = True
-) -> np.ndarray:
-    """A picture of the PSFs of ``code`` (1, C, gh, gw): H×W×3 float32 in [0, 1].
+def render_psfs(psf: np.ndarray | torch.Tensor, scale: int = 4, gap: int = 2) -> np.ndarray:
+    """A picture of per-cell PSFs (gh, gw, S, S) or (gh, gw, S, S, 3): H×W×3 float32 in [0, 1].
 
-    One panel of ``size·scale`` pixels per code cell (row-major, like the cells), separated by
-    ``gap`` pixels of mid-gray; each panel is scaled so its brightest value is white. ``gray``
-    shows the mean over colour channels, otherwise the RGB PSF. Write it with
+    One panel of ``S·scale`` pixels per code cell (row-major, like the cells), separated by ``gap``
+    pixels of mid-gray; each panel is scaled so its brightest value is white. Write it with
     ``data.image_io.write_image``.
     """
-    psf = estimate_psf(kernel_space, code, size)  # (gh, gw, s, s, 3)
-    if gray:
-        psf = np.repeat(psf.mean(axis=-1, keepdims=True), 3, axis=-1)
-    gh, gw = psf.shape[:2]
+    psf = psf.detach().cpu().numpy() if torch.is_tensor(psf) else np.asarray(psf)
+    if psf.ndim == 4:
+        psf = np.repeat(psf[..., None], 3, axis=-1)
+    gh, gw, size = psf.shape[:3]
     panel = size * scale
     height, width = gh * panel + (gh - 1) * gap, gw * panel + (gw - 1) * gap
     canvas = np.full((height, width, 3), 0.5, dtype=np.float32)
     for i in range(gh):
         for j in range(gw):
-            kernel = psf[i, j]
+            kernel = psf[i, j].astype(np.float32)
             peak = kernel.max()
             kernel = kernel / peak if peak > 0 else kernel
             tensor = torch.from_numpy(np.ascontiguousarray(kernel.transpose(2, 0, 1)))[None]
