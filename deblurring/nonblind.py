@@ -1,0 +1,231 @@
+"""Non-blind deconvolution under a hyper-Laplacian gradient prior (Krishnan & Fergus, NIPS 2009).
+
+Given a blurry image y and its PSF k, find
+
+    x = argmin_x  λ/2 ‖k ⊛ x − y‖² + Σ_p |∂_h x(p)|^α + |∂_v x(p)|^α
+
+by half-quadratic splitting: auxiliary gradients w are introduced with a penalty β/2 ‖w − ∇x‖²
+whose weight β grows geometrically; for a fixed β the x-step is one division in the Fourier domain
+and the w-step is a per-pixel 1-D problem (solved here by a guarded Newton iteration, valid for any
+0 < α ≤ 1). PSFs follow :mod:`models.psf_ops` (odd S × S, centred at S // 2, true convolution).
+
+Borders: the FFT makes every convolution circular, so the image is first extended by a margin
+(reflection, then a raised-cosine fade to the image mean, :func:`extend_periodic`): the extended
+image is smooth across the wrap-around seam, and the deconvolution's border artefacts fall in the
+margin, which is cut off afterwards.
+
+A PSF map (one PSF per 128-px code cell, :func:`models.psf_ops.blur_cells`) is handled by
+deconvolving a window around each cell with its own PSF and blending the results with the same
+partition of unity (:func:`models.psf_ops.cell_weights`) that blends the blur.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from models.psf_ops import CELL, cell_weights
+
+
+def fft_size(n: int) -> int:
+    """The smallest integer ≥ n whose prime factors are 2, 3, 5 and 7 (fast FFT lengths)."""
+    m = max(1, n)
+    while True:
+        r = m
+        for p in (2, 3, 5, 7):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
+def extend_periodic(image: torch.Tensor, margin: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Extend (B, C, H, W) by ``margin`` pixels on each side (more at the bottom/right up to ``size``)
+    so that its periodic continuation has no seam → (B, C, H', W').
+
+    The margin holds the reflected image, faded to the per-channel image mean by a raised cosine
+    that reaches the mean at the outer edge; so the wrap-around of an FFT joins two flat regions.
+    """
+    b, c, h, w = image.shape
+    hh, ww = size if size is not None else (h + 2 * margin, w + 2 * margin)
+    if hh < h + 2 * margin or ww < w + 2 * margin:
+        raise ValueError(f"size {(hh, ww)} cannot hold a {h}×{w} image with a {margin}-px margin")
+    bottom, right = hh - h - margin, ww - w - margin
+    mean = image.mean(dim=(-2, -1), keepdim=True)
+    out = image - mean
+    # reflect repeatedly: a margin larger than the image needs several reflections
+    top_left = [margin, margin]
+    rest = [bottom, right]
+    while max(top_left + rest) > 0:
+        ch, cw = out.shape[-2:]
+        pt, pl = min(top_left[0], ch - 1), min(top_left[1], cw - 1)
+        pb, pr = min(rest[0], ch - 1), min(rest[1], cw - 1)
+        out = F.pad(out, (pl, pr, pt, pb), mode="reflect")
+        top_left = [top_left[0] - pt, top_left[1] - pl]
+        rest = [rest[0] - pb, rest[1] - pr]
+
+    def fade(length: int, lo: int, hi: int) -> torch.Tensor:
+        t = torch.ones(length, dtype=image.dtype, device=image.device)
+        if lo > 0:
+            t[:lo] = 0.5 - 0.5 * torch.cos(math.pi * torch.arange(lo, dtype=image.dtype, device=image.device) / lo)
+        if hi > 0:
+            t[length - hi:] = (0.5 - 0.5 * torch.cos(
+                math.pi * torch.arange(hi, dtype=image.dtype, device=image.device) / hi)).flip(0)
+        return t
+
+    window = fade(hh, margin, bottom)[:, None] * fade(ww, margin, right)[None, :]
+    return out * window + mean
+
+
+def psf_to_otf(psf: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Real FFT of PSFs (..., S, S) placed with their centre at pixel (0, 0) of an H × W grid
+    → complex (..., H, W // 2 + 1)."""
+    s = psf.shape[-1]
+    h, w = shape
+    if h < s or w < s:
+        raise ValueError(f"a {s}×{s} PSF does not fit a {h}×{w} grid")
+    grid = F.pad(psf, (0, w - s, 0, h - s))
+    grid = torch.roll(grid, shifts=(-(s // 2), -(s // 2)), dims=(-2, -1))
+    return torch.fft.rfft2(grid)
+
+
+def gradient_otfs(shape: tuple[int, int], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real FFTs (H, W // 2 + 1) of the circular forward differences x[n + 1] − x[n] along W and H."""
+    h, w = shape
+    dx = torch.zeros(h, w, device=device)
+    dx[0, 0], dx[0, -1] = -1.0, 1.0  # (D x)[n] = x[n + 1] − x[n] as a convolution
+    dy = torch.zeros(h, w, device=device)
+    dy[0, 0], dy[-1, 0] = -1.0, 1.0
+    return torch.fft.rfft2(dx), torch.fft.rfft2(dy)
+
+
+def circular_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Circular forward differences of (..., H, W) along W and along H (the adjoint pair of the OTFs)."""
+    return torch.roll(x, -1, dims=-1) - x, torch.roll(x, -1, dims=-2) - x
+
+
+def hyper_laplacian_shrink(v: torch.Tensor, beta: float, alpha: float, newton_steps: int = 8) -> torch.Tensor:
+    """Per-element ``argmin_w |w|^α + β/2 (w − v)²`` for 0 < α ≤ 1 → a tensor shaped like ``v``.
+
+    α = 1 is soft thresholding. For α < 1 the non-zero stationary point is found by Newton's method
+    from w = |v| (monotone: the stationarity condition is convex in w), and compared with w = 0.
+    """
+    if alpha >= 1:
+        return torch.sign(v) * (v.abs() - 1.0 / beta).clamp_min(0)
+    a = v.abs()
+    w = a.clone()
+    eps = 1e-12
+    for _ in range(newton_steps):
+        wc = w.clamp_min(eps)
+        g = alpha * wc.pow(alpha - 1) + beta * (wc - a)
+        dg = alpha * (alpha - 1) * wc.pow(alpha - 2) + beta
+        step = torch.where(dg > 0, g / dg.clamp_min(eps), wc)
+        w = (wc - step).clamp(0, None)
+        w = torch.minimum(w, a)
+    energy = w.pow(alpha) + 0.5 * beta * (w - a).square()
+    keep = energy < 0.5 * beta * a.square()
+    return torch.where(keep, w * torch.sign(v), torch.zeros_like(v))
+
+
+def deconvolve(
+    blurry: torch.Tensor,  # (B, C, H, W), values in [0, 1]
+    psf: torch.Tensor,  # (S, S), or (B or 1, 1 or C, S, S)
+    *,
+    weight: float = 3000.0,
+    alpha: float = 0.8,
+    beta_start: float = 1.0,
+    beta_rate: float = 2 * math.sqrt(2),
+    beta_max: float = 256.0,
+    margin: int | None = None,
+    fill_border: bool = True,
+) -> torch.Tensor:
+    """Non-blind hyper-Laplacian deconvolution with one PSF per image → (B, C, H, W), clipped to [0, 1].
+
+    ``weight`` is the data weight λ (higher: less regularisation; ~1/σ² scale for noise σ), ``alpha``
+    the prior's exponent, β runs from ``beta_start`` by ``beta_rate`` while below ``beta_max``.
+    ``margin`` (default 2·S) is the border extension of :func:`extend_periodic`. With
+    ``fill_border`` the margin's data are not trusted: before every x-step they are replaced by the
+    current estimate blurred (k ⊛ x), so only the image's own pixels constrain x (the unknown-border
+    model; the reflected margin is not the blur of anything for a non-symmetric PSF).
+    """
+    if psf.dim() == 2:
+        psf = psf[None, None]
+    s = psf.shape[-1]
+    if psf.shape[-2] != s or s % 2 == 0:
+        raise ValueError(f"PSF must be square with an odd side, got {tuple(psf.shape)}")
+    b, c, h, w = blurry.shape
+    margin = 2 * s if margin is None else margin
+    size = (fft_size(h + 2 * margin), fft_size(w + 2 * margin))
+    y = extend_periodic(blurry.float(), margin, size)
+    otf = psf_to_otf(psf.float().to(y.device), size)
+    gx, gy = gradient_otfs(size, y.device)
+    grad_energy = gx.abs().square() + gy.abs().square()
+    fy = torch.fft.rfft2(y)
+    numerator = weight * otf.conj() * fy
+    kernel_energy = weight * otf.abs().square()
+    inside = torch.zeros(size, dtype=torch.bool, device=y.device)
+    inside[margin:margin + h, margin:margin + w] = True
+    x = y
+    beta = beta_start
+    while beta < beta_max:
+        if fill_border and beta > beta_start:
+            reblurred = torch.fft.irfft2(otf * torch.fft.rfft2(x), s=size)
+            numerator = weight * otf.conj() * torch.fft.rfft2(torch.where(inside, y, reblurred))
+        dx, dy = circular_gradients(x)
+        wx = hyper_laplacian_shrink(dx, beta, alpha)
+        wy = hyper_laplacian_shrink(dy, beta, alpha)
+        rhs = numerator + beta * (gx.conj() * torch.fft.rfft2(wx) + gy.conj() * torch.fft.rfft2(wy))
+        x = torch.fft.irfft2(rhs / (kernel_energy + beta * grad_energy), s=size)
+        beta *= beta_rate
+    return x[..., margin:margin + h, margin:margin + w].clamp(0, 1)
+
+
+def deconvolve_cells(
+    blurry: torch.Tensor,  # (B, C, H, W), values in [0, 1]
+    psfs: torch.Tensor,  # (B or 1, gh, gw, S, S): one PSF per CELL × CELL block
+    cell: int = CELL,
+    **knobs: float,
+) -> torch.Tensor:
+    """Non-blind deconvolution with a PSF map → (B, C, H, W) in [0, 1].
+
+    Each cell's PSF deconvolves a window covering the support of that cell's blending weight plus
+    a margin of 2·S (so window-edge artefacts are cut off), and the results are blended with the
+    partition of unity of :func:`models.psf_ops.blur_cells`. A 1×1 map is one :func:`deconvolve`.
+    ``knobs`` are those of :func:`deconvolve`.
+    """
+    b, c, h, w = blurry.shape
+    gh, gw = psfs.shape[1:3]
+    if (gh, gw) != (math.ceil(h / cell), math.ceil(w / cell)):
+        raise ValueError(f"PSF map {gh}×{gw} does not match a {h}×{w} image with {cell}-px cells")
+    if gh == 1 and gw == 1:
+        return deconvolve(blurry, psfs[:, 0, 0, None], **knobs)
+    s = psfs.shape[-1]
+    extra = 2 * s
+    wy = cell_weights(gh, h, cell).to(blurry)
+    wx = cell_weights(gw, w, cell).to(blurry)
+    out = torch.zeros_like(blurry, dtype=torch.float32)
+    for i in range(gh):
+        rows = torch.nonzero(wy[i] > 0)[:, 0]
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        t0, b0 = max(0, top - extra), min(h, bottom + extra)
+        for j in range(gw):
+            cols = torch.nonzero(wx[j] > 0)[:, 0]
+            left, right = int(cols[0]), int(cols[-1]) + 1
+            l0, r0 = max(0, left - extra), min(w, right + extra)
+            x = deconvolve(blurry[..., t0:b0, l0:r0], psfs[:, i, j, None], **knobs)
+            blend = wy[i, top:bottom, None] * wx[j, None, left:right]
+            out[..., top:bottom, left:right] += blend * x[..., top - t0:bottom - t0, left - l0:right - l0]
+    return out.clamp(0, 1)
+
+
+def estimate_noise(image: torch.Tensor) -> float:
+    """Robust estimate of the white-noise σ of (B, C, H, W) images in [0, 1] (Immerkær's Laplacian
+    difference mask, median absolute response) → one number (median over channels)."""
+    mask = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]], device=image.device)
+    x = image.float().flatten(0, 1)[:, None]
+    response = F.conv2d(x, mask[None, None]).abs().flatten(1)
+    sigma = response.median(dim=1).values / (0.6745 * 6.0)
+    return float(sigma.median())
