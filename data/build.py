@@ -13,7 +13,6 @@ from data.synthetic import NoiseModel, SyntheticBlurDataset
 from utils.config import build_config, load_schema
 from utils.errors import UserError
 
-MODES = ("synthetic", "lmdb", "folder", "mix")
 _MODE_ALIASES = {"REDS": "lmdb", "GOPRO": "lmdb"}  # the published options' names for paired LMDBs
 _STREAMS = {"train": 0, "val": 1, "test": 2}
 
@@ -56,12 +55,10 @@ def build_synthetic(opt: Mapping[str, Any], seed: int, phase: str) -> SyntheticB
             )
         except ValueError as exc:
             raise UserError(f"config section 'synthetic.deadleaves': {exc}") from exc
-    elif syn["source"] == "folder":
+    else:  # folder (the schema allows only these two sources)
         if not syn["sharp_dir"]:
             raise UserError("config key 'synthetic.sharp_dir' is required when synthetic.source is folder")
         source = FolderSource(syn["sharp_dir"])
-    else:
-        raise UserError(f"config key 'synthetic.source' must be deadleaves or folder, got {syn['source']!r}")
     if not isinstance(syn["num_samples"], int) or syn["num_samples"] < 1:
         raise UserError(f"config key 'synthetic.num_samples' must be a positive integer, got {syn['num_samples']!r}")
     return SyntheticBlurDataset(
@@ -75,14 +72,9 @@ def build_synthetic(opt: Mapping[str, Any], seed: int, phase: str) -> SyntheticB
     )
 
 
-def _check_published_keys(opt: Mapping[str, Any]) -> None:
-    """Published keys that only have one supported value here."""
-    if opt["N_frames"] != 1:
-        raise UserError(f"config key 'N_frames' must be 1 (single-frame kernel space), got {opt['N_frames']!r}")
-    if list(opt["interval_list"]) != [1]:
-        raise UserError(f"config key 'interval_list' must be [1], got {opt['interval_list']!r}")
-    if opt["color"] != "RGB":
-        raise UserError(f"config key 'color' must be RGB (gray training is not supported), got {opt['color']!r}")
+def _check_sizes(opt: Mapping[str, Any]) -> None:
+    """LQ_size, a published key, can only repeat HQ_size. (The other published keys with one supported
+    value, N_frames, interval_list and color, are checked by the schema's allowed values.)"""
     if opt["LQ_size"] is not None and opt["LQ_size"] != opt["HQ_size"]:
         raise UserError(f"config key 'LQ_size' ({opt['LQ_size']}) must equal HQ_size ({opt['HQ_size']}): "
                         "sharp and blurry crops have one size")
@@ -99,11 +91,8 @@ def build_dataset(opt: Mapping[str, Any], seed: int, phase: str = "train") -> Da
     real data). A bad entry is a UserError naming the key.
     """
     opt = build_config(load_schema("dataset"), opt, source=f"datasets.{phase}")
-    mode = _MODE_ALIASES.get(opt["mode"], opt["mode"])
-    if mode not in MODES:
-        raise UserError(f"config key 'mode' must be one of {', '.join(MODES)}, got {opt['mode']!r}")
-    opt["mode"] = mode
-    _check_published_keys(opt)
+    mode = opt["mode"] = _MODE_ALIASES.get(opt["mode"], opt["mode"])
+    _check_sizes(opt)
     if mode == "synthetic":
         return build_synthetic(opt, seed, phase)
     from data.paired import build_paired  # real-data datasets (LMDB / folders)

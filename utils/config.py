@@ -4,6 +4,15 @@ A schema is a nested dict of default values (loaded from ``configs/defaults/*.ym
 YAML is merged over it; ``--set a.b=value`` overrides are applied last (values parsed as YAML).
 A mapping in the schema may hold the single key ``"*"``: then any sub-key is allowed and each is
 checked against that entry (used for named sections such as ``datasets.<name>``).
+
+Allowed values: a schema mapping may hold the key ``__choices__`` (never a config key), a side-table
+``{dotted.key: [allowed values]}`` with keys relative to that mapping, e.g. in
+``configs/defaults/train.yml``::
+
+    __choices__:
+      train.amp: [none, bf16, fp16]
+
+A value outside its list is a :class:`UserError` naming the key and the allowed values.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from utils.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_DIR = REPO_ROOT / "configs" / "defaults"
+CHOICES = "__choices__"  # the side-table of allowed values in a schema mapping (see the module docstring)
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -61,9 +71,13 @@ def _type_ok(default: Any, value: Any) -> bool:
 def _merge(schema: Mapping, user: Mapping, where: str, source: str) -> dict:
     out = copy.deepcopy(dict(schema))
     wildcard = out.pop("*", None)
+    choices = out.pop(CHOICES, None) or {}
+    for key, default in schema.items():  # sections the user left out: their defaults, without side-tables
+        if key not in user and key not in ("*", CHOICES) and isinstance(default, Mapping):
+            out[key] = _merge(default, {}, f"{where}{key}.", source)
     for key, value in user.items():
         name = f"{where}{key}"
-        if key in schema and key != "*":
+        if key in schema and key not in ("*", CHOICES):
             default = schema[key]
         elif wildcard is not None:
             default = wildcard
@@ -85,7 +99,20 @@ def _merge(schema: Mapping, user: Mapping, where: str, source: str) -> dict:
             elif isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
                 value = int(value)
             out[key] = copy.deepcopy(value)
+    _check_choices(out, choices, where, source)
     return out
+
+
+def _check_choices(out: Mapping, choices: Mapping, where: str, source: str) -> None:
+    """Every key of the ``__choices__`` side-table must hold one of its allowed values."""
+    for dotted, allowed in choices.items():
+        value: Any = out
+        for part in dotted.split("."):
+            value = value[part]
+        if value not in allowed:
+            listed = ", ".join(str(v) for v in allowed)
+            raise UserError(f"{source}: config key '{where}{dotted}' must be one of {listed}, got {value!r}")
+
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
