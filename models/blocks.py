@@ -69,22 +69,28 @@ class PostprocessBlock(nn.Sequential):
         super().__init__(*layers)
 
 
-def reflect_pad1(x: torch.Tensor) -> torch.Tensor:
-    """Pad H and W by 1 with reflection; a side of length 1 (a 1×1 code map) is replicated instead.
+def safe_reflect_pad(x: torch.Tensor, pad: int | tuple[int, int, int, int]) -> torch.Tensor:
+    """Reflect-pad (..., H, W) by ``pad`` (all four sides, or ``(left, right, top, bottom)`` as in
+    ``F.pad``); edge replication instead where a side is too short to reflect (a pad >= that side,
+    e.g. 1×1 code maps or tiny images). The one padding rule of the project's networks.
 
     The published code reflect-pads unconditionally and so crashes on maps smaller than 2×2;
-    on maps of at least 2×2 this is exactly reflection padding.
+    wherever reflection is possible this is exactly reflection padding.
     """
-    if x.shape[-1] >= 2 and x.shape[-2] >= 2:
-        return F.pad(x, (1, 1, 1, 1), mode="reflect")
-    return F.pad(x, (1, 1, 1, 1), mode="replicate")
+    left, right, top, bottom = (pad,) * 4 if isinstance(pad, int) else pad
+    reflect = max(top, bottom) < x.shape[-2] and max(left, right) < x.shape[-1]
+    return F.pad(x, (left, right, top, bottom), mode="reflect" if reflect else "replicate")
 
 
-class ReflectPad1(nn.Module):
-    """Module form of :func:`reflect_pad1` (kept as a layer so state_dict indices match)."""
+class SafeReflectionPad(nn.Module):
+    """Module form of :func:`safe_reflect_pad` (a layer, so that state_dict indices match the published ones)."""
+
+    def __init__(self, pad: int = 1) -> None:
+        super().__init__()
+        self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return reflect_pad1(x)
+        return safe_reflect_pad(x, self.pad)
 
 
 class ResnetBlock(nn.Module):
@@ -96,11 +102,11 @@ class ResnetBlock(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.conv_block = nn.Sequential(
-            ReflectPad1(),
+            SafeReflectionPad(1),
             nn.Conv2d(dim, dim, 3, 1, 0, bias=False),
             nn.Identity(),
             nn.ReLU(True),
-            ReflectPad1(),
+            SafeReflectionPad(1),
             nn.Conv2d(dim, dim, 3, 1, 0, bias=False),
             nn.Identity(),
         )

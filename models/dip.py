@@ -14,19 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ResnetBlock
-
-
-class _SafeReflectionPad(nn.Module):
-    """Reflection padding by ``pad``; replication where a side is too short to reflect (tiny maps)."""
-
-    def __init__(self, pad: int) -> None:
-        super().__init__()
-        self.pad = pad
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mode = "reflect" if min(x.shape[-2:]) > self.pad else "replicate"
-        return F.pad(x, (self.pad,) * 4, mode=mode)
+from models.blocks import ResnetBlock, SafeReflectionPad, safe_reflect_pad
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -111,8 +99,7 @@ class ImageDIP(nn.Module):
         multiple = 2**self.levels  # and at least 2·multiple, so the deepest map is >= 2×2
         ph, pw = max((-h) % multiple, 2 * multiple - h), max((-w) % multiple, 2 * multiple - w)
         if ph or pw:
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            z = F.pad(z, (0, pw, 0, ph), mode=mode)
+            z = safe_reflect_pad(z, (0, pw, 0, ph))
         return torch.sigmoid(self.head(self.body(z)))[..., :h, :w]
 
 
@@ -133,7 +120,7 @@ class KernelDIP(nn.Module):
         self.kernel_dim = kernel_dim
         self.in_channels = in_channels
         self.n_down = n_down
-        layers: list[nn.Module] = [_SafeReflectionPad(3), nn.Conv2d(in_channels, width, 7), nn.ReLU(True)]
+        layers: list[nn.Module] = [SafeReflectionPad(3), nn.Conv2d(in_channels, width, 7), nn.ReLU(True)]
         c_in = width
         for i in range(n_down):
             c_out = kernel_dim if i == n_down - 1 else min(width * 2 ** (i + 1), kernel_dim)

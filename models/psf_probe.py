@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-GRID = 128  # pixels per code cell
+from models.psf_ops import CELL
 
 
 @torch.inference_mode()
@@ -29,24 +29,24 @@ def probe_psf(kernel_space: Any, code: torch.Tensor, size: int = 41) -> np.ndarr
     clipped at 0 and normalised to sum 1 per colour channel (a flat zero response stays zero).
     The code is used on the model's device; the result is on the CPU.
     """
-    if size % 2 == 0 or not 1 <= size < GRID:
-        raise ValueError(f"PSF window size must be odd and smaller than {GRID}, got {size}")
+    if size % 2 == 0 or not 1 <= size < CELL:
+        raise ValueError(f"PSF window size must be odd and smaller than {CELL}, got {size}")
     if code.dim() != 4 or code.shape[0] != 1:
         raise ValueError(f"code must have shape (1, C, gh, gw), got {tuple(code.shape)}")
     device = next(kernel_space.parameters()).device
     code = code.to(device)
     gh, gw = code.shape[-2:]
-    black = torch.zeros((1, 3, gh * GRID, gw * GRID), device=device)
+    black = torch.zeros((1, 3, gh * CELL, gw * CELL), device=device)
     impulses = black.clone()
-    centre = GRID // 2
-    impulses[..., centre::GRID, centre::GRID] = 1.0
+    centre = CELL // 2
+    impulses[..., centre::CELL, centre::CELL] = 1.0
     response = kernel_space.apply(impulses, code) - kernel_space.apply(black, code)
     response = response.clamp_min(0.0)[0].permute(1, 2, 0).cpu()  # (H, W, 3)
     r = size // 2
     psf = torch.zeros((gh, gw, size, size, 3))
     for i in range(gh):
         for j in range(gw):
-            cy, cx = i * GRID + centre, j * GRID + centre
+            cy, cx = i * CELL + centre, j * CELL + centre
             psf[i, j] = response[cy - r:cy + r + 1, cx - r:cx + r + 1]
     total = psf.sum(dim=(2, 3), keepdim=True)
     psf = torch.where(total > 0, psf / total.clamp_min(1e-12), psf)
