@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from deblurring.nonblind import (
     circular_gradients,
+    deconvolve,
     deconvolve_cells,
     estimate_noise,
     extend_periodic,
@@ -88,6 +89,25 @@ def l0_deblur(
         x = torch.fft.irfft2(rhs / (kernel_energy + beta * grad_energy), s=size)
         beta *= beta_rate
     return x[..., margin:margin + h, margin:margin + w]
+
+
+def edge_usefulness(blurry: torch.Tensor, window: int, eps: float = 0.5 / 255) -> torch.Tensor:
+    """Xu & Jia's (2010) r-map of a blurry gray image (1, 1, h, w) → (h, w) in [0, 1].
+
+    ``r = |Σ_N ∇y| / (Σ_N |∇y| + eps)`` over a ``window`` × ``window`` neighbourhood N: close to 1
+    where the gradients nearby point one way (an edge wider than the blur), close to 0 in texture
+    and fine detail, whose gradients cancel and which mislead the kernel estimate.
+    """
+    gx = F.pad(blurry[..., :, 1:] - blurry[..., :, :-1], (0, 1))
+    gy = F.pad(blurry[..., 1:, :] - blurry[..., :-1, :], (0, 0, 0, 1))
+    pad = window // 2
+
+    def box(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(t, (pad,) * 4, mode="replicate"), window, 1)
+
+    net = torch.sqrt(box(gx).square() + box(gy).square())
+    total = box(torch.sqrt(gx.square() + gy.square()))
+    return (net / (total + eps / window**2))[0, 0]
 
 
 def _remove_specks(kernel: torch.Tensor, min_mass: float) -> torch.Tensor:
@@ -143,13 +163,28 @@ def project_kernel(kernel: torch.Tensor, threshold: float = 0.05, min_mass: floa
     return k / total
 
 
-def resize_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
-    """Resample an (S, S) PSF to (size, size) about its centre (bilinear), clamped at 0 and normalised."""
-    if kernel.shape[-1] == size:
-        return kernel
-    k = F.interpolate(kernel[None, None], size=(size, size), mode="bilinear", align_corners=True)[0, 0]
-    k = k.clamp_min(0)
+def resize_kernel(kernel: torch.Tensor, size: int, factor: float) -> torch.Tensor:
+    """Resample an (S, S) PSF for an image magnified by ``factor`` → (size, size) PSF.
+
+    The new PSF at offset u from its centre is the old one at u / ``factor`` (bilinear; zero outside),
+    clamped at 0 and normalised: the blur's extent scales exactly with the image.
+    """
+    s = kernel.shape[-1]
+    offsets = (torch.arange(size, dtype=torch.float32) - size // 2) / factor
+    coords = (offsets + s // 2) / (s - 1) * 2 - 1 if s > 1 else offsets * 0
+    grid = torch.stack(torch.meshgrid(coords, coords, indexing="ij")[::-1], dim=-1)[None]  # (x, y) order
+    k = F.grid_sample(kernel[None, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    k = k[0, 0].clamp_min(0)
     return k / k.sum().clamp_min(1e-12)
+
+
+def _taper(shape: tuple[int, int], size: int) -> torch.Tensor:
+    """(h, w) raised-cosine border taper over 2·size px, as the default weight of least_squares_kernel."""
+    from models.psf_ops import _border_taper
+
+    h, w = shape
+    return _border_taper(h, 2 * size, torch.device("cpu"), torch.float32)[:, None] * \
+        _border_taper(w, 2 * size, torch.device("cpu"), torch.float32)[None, :]
 
 
 def _start_kernel(size: int) -> torch.Tensor:
@@ -201,15 +236,20 @@ def deblur_alternating(
     *,
     psf_size: int = 31,
     scale_ratio: float = math.sqrt(0.5),
-    min_kernel: int = 5,
+    min_kernel: int = 9,
     iterations: int = 5,
     l0_weight: float = 4e-3,
     l0_decay: float = 1.1,
     l0_min: float = 1e-4,
+    l0_level_reset: bool = False,
     l0_beta_max: float = 1e5,
     kernel_reg: float = 1e-2,
     kernel_threshold: float = 0.05,
     kernel_min_mass: float = 0.05,
+    edge_select: float = 0.0,
+    edge_window: float = 1.0,
+    refine_iterations: int = 0,
+    refine_weight: float = 3000.0,
     cells: bool = False,
     space_projection: bool = False,
     final_weight: float | None = None,
@@ -254,12 +294,24 @@ def deblur_alternating(
     kernel = _start_kernel(plan[0][1])
     lam = l0_weight
     x = gray
+    previous = plan[0][0]
     for level, (scale, size) in enumerate(plan):
         y = _resize_image(gray, scale)
-        kernel = project_kernel(resize_kernel(kernel, size), kernel_threshold, kernel_min_mass)
+        kernel = project_kernel(resize_kernel(kernel, size, scale / previous), kernel_threshold, kernel_min_mass)
+        previous = scale
+        weight = None
+        if edge_select > 0:
+            window = max(3, int(round(edge_window * size)) | 1)
+            r = edge_usefulness(y, window)
+            mask = (r > edge_select).float()[None, None]
+            smooth = 2 * size + 1  # slowly varying: weighting ∇x and ∇y alike then commutes with the blur
+            mask = F.avg_pool2d(F.pad(mask, (smooth // 2,) * 4, mode="replicate"), smooth, 1)[0, 0]
+            weight = mask * _taper(y.shape[-2:], size)
+        if l0_level_reset:
+            lam = l0_weight
         for it in range(iterations):
             x = l0_deblur(y, kernel, lam, beta_max=l0_beta_max)
-            estimate = least_squares_kernel(x, y, size, reg=kernel_reg, project=False)[0]
+            estimate = least_squares_kernel(x, y, size, reg=kernel_reg, weight=weight, project=False)[0]
             kernel = project_kernel(estimate, kernel_threshold, kernel_min_mass)
             if space_projection and kernel_space is not None and scale == 1.0:
                 kernel = _project_to_space(kernel[None, None, None], kernel_space)[0, 0, 0]
@@ -274,6 +326,15 @@ def deblur_alternating(
             print(f"level {level} scale {scale:.3f} kernel {size}: data {history[-1]['data']:.3e}", flush=True)
 
     kernel = F.pad(kernel, ((psf_size - kernel.shape[-1]) // 2,) * 4)
+    for it in range(refine_iterations):  # polish at full size with a natural-image x-step
+        x = deconvolve(gray, kernel, weight=refine_weight, alpha=final_alpha, margin=psf_size)
+        estimate = least_squares_kernel(x, gray, psf_size, reg=kernel_reg, project=False)[0]
+        kernel = project_kernel(estimate, kernel_threshold, kernel_min_mass)
+        entry = {"level": len(plan), "scale": 1.0, "kernel_size": psf_size, "step": it, "refine": True,
+                 "data": float((convolve(x, kernel[None, None]) - gray).square().mean())}
+        history.append(entry)
+        if report is not None:
+            report(entry)
     psfs = kernel[None, None, None]
     gh, gw = math.ceil(height / CELL), math.ceil(width / CELL)
     if cells and gh * gw > 1:
