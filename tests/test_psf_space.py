@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import train
 from data.kernels import KernelSampler, random_psfs, shake_kernel
 from data.synthetic import blur_valid
 from models import KernelSpace
 from models.psf_ops import blur_cells, cell_weights, convolve, least_squares_kernel, least_squares_kernel_cells
+from training.step import TrainForward
 from utils.metrics import kernel_similarity
 
 PSF_MODEL = {"generator": "psf", "kernel_dim": 16, "PSF": {"size": 15, "width": 32, "depth": 1}}
@@ -125,12 +125,12 @@ def test_psf_space_encodes_and_trains_through_the_training_forward(psf_model):
     y = conv2d_blur(x, torch.ones(5, 5) / 25)
     code = psf_model.encode(x, y)
     assert code.shape == (1, 16, 1, 2)
-    pred, code_mean, kl = train.TrainForward(psf_model)(x, y)
+    pred, code_mean, kl = TrainForward(psf_model)(x, y)
     torch.testing.assert_close(pred, psf_model.apply(x, code))
     torch.testing.assert_close(code_mean, code.mean(dim=(2, 3)))
     assert float(kl) == 0.0
     psfs = torch.from_numpy(random_psfs(KernelSampler(9), np.random.default_rng(0), 4, 15))
-    *_, (g_psfs, restored) = train.TrainForward(psf_model)(x, y, None, psfs)
+    *_, (g_psfs, restored) = TrainForward(psf_model)(x, y, None, psfs)
     assert g_psfs.shape == (1, 15, 15) and restored.shape == (4, 15, 15)
 
 

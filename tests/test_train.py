@@ -15,6 +15,10 @@ import torch
 
 import train
 from models import KernelSpace
+from models.init import INIT_SCHEMES
+from training import loop, step
+from training.config import load_train_config, train_schema
+from utils.dist import DistInfo
 from utils.errors import UserError, run_cli
 from utils.lr_scheduler import CosineAnnealingRestartLR
 
@@ -177,13 +181,26 @@ def test_override_errors_exit_2(tmp_path, capsys):
     assert "train.kernel_teacher" in capsys.readouterr().err
 
 
+def test_allowed_values_come_from_the_schema(tmp_path, capsys):
+    """Keys with a few allowed values are checked from the ``__choices__`` tables of configs/defaults/."""
+    assert run_train(tmp_path, "train.pixel_criterion=l3") == 2
+    err = capsys.readouterr().err.strip()
+    assert "'train.pixel_criterion' must be one of cb, l1, l2, got 'l3'" in err and len(err.splitlines()) == 1
+    assert run_train(tmp_path, "datasets.train.mode=video") == 2
+    assert "'datasets.train.mode' must be one of synthetic, lmdb" in capsys.readouterr().err
+    assert run_train(tmp_path, "datasets.val.synthetic.source=noise") == 2
+    assert "'datasets.val.synthetic.source' must be one of deadleaves, folder" in capsys.readouterr().err
+    assert train_schema()["__choices__"]["train.init"] == list(INIT_SCHEMES)
+    assert "__choices__" not in load_train_config(CI_TINY)["datasets"]["train"]
+
+
 def test_existing_run_is_not_overwritten(ci_run, capsys):
     assert run_train(ci_run.parent) == 2
     assert "--resume auto" in capsys.readouterr().err
 
 
 def test_nonfinite_losses_skip_steps_then_stop(tmp_path, monkeypatch):
-    real = train.pixel_loss
+    real = step.pixel_loss
     calls = {"n": 0}
 
     def nan_on_second_call(pred, target, criterion):
@@ -191,16 +208,16 @@ def test_nonfinite_losses_skip_steps_then_stop(tmp_path, monkeypatch):
         loss = real(pred, target, criterion)
         return loss * float("nan") if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(train, "pixel_loss", nan_on_second_call)
+    monkeypatch.setattr(step, "pixel_loss", nan_on_second_call)
     assert run_train(tmp_path / "one", "train.niter=4", "train.val_freq=0") == 0
     log = (tmp_path / "one" / "ci_tiny" / "train.log").read_text()
     assert "iteration 2: loss is nan; step skipped" in log
     state = torch.load(tmp_path / "one" / "ci_tiny" / "training_state" / "4.state", weights_only=True)
     assert state["optimizer"]["state"][0]["step"] == 3  # 4 iterations, one update skipped
 
-    monkeypatch.setattr(train, "pixel_loss", lambda pred, target, crit: real(pred, target, crit) + float("inf"))
+    monkeypatch.setattr(step, "pixel_loss", lambda pred, target, crit: real(pred, target, crit) + float("inf"))
     with pytest.raises(UserError, match=r"iteration 3: loss is inf for 3 iterations in a row"):
-        train.train(train.load_train_config(CI_TINY, [f"path.root={tmp_path / 'all'}", "train.max_nonfinite=3",
+        loop.train(load_train_config(CI_TINY, [f"path.root={tmp_path / 'all'}", "train.max_nonfinite=3",
                                                       "logger.progress_bar=false"]))
 
 
@@ -225,7 +242,7 @@ def test_training_forward_equals_apply_of_encode(tiny_config):
     torch.manual_seed(0)
     ks = KernelSpace.from_config(tiny_config)
     x, y = torch.rand(2, 3, 72, 100), torch.rand(2, 3, 72, 100)
-    pred, code_mean, kl = train.TrainForward(ks)(x, y)
+    pred, code_mean, kl = step.TrainForward(ks)(x, y)
     code = ks.encode(x, y)
     assert torch.allclose(pred, ks.apply(x, code), atol=1e-6)
     assert torch.allclose(code_mean, code.mean(dim=(2, 3)), atol=1e-6)
@@ -248,11 +265,11 @@ def test_validate_scores_another_pairs_code_for_any_batch_size():
     batches = [{"sharp": sharp[i:i + n], "blur": blur[i:i + n]} for n in (1, 3) for i in range(0, 3, n)]
     by_one, whole = batches[:3], batches[3:]
     for loader in (by_one, whole):
-        scores = train.validate(MeanCodeModel(), loader, torch.device("cpu"))
+        scores = loop.validate(MeanCodeModel(), loader, torch.device("cpu"))
         assert scores.psnr == pytest.approx(100.0)  # the 1e-10 floor: F reproduces y exactly
         assert scores.other_code_psnr < 15 and scores.identity_psnr < 15
     # one validation image: there is no other pair
-    assert math.isnan(train.validate(MeanCodeModel(), by_one[:1], torch.device("cpu")).other_code_psnr)
+    assert math.isnan(loop.validate(MeanCodeModel(), by_one[:1], torch.device("cpu")).other_code_psnr)
 
 
 @pytest.mark.parametrize("criterion, mean_loss", [
@@ -263,24 +280,24 @@ def test_validate_scores_another_pairs_code_for_any_batch_size():
 def test_pixel_loss_is_the_published_sum(criterion, mean_loss):
     pred, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     expected = mean_loss(pred, target) * pred.numel()
-    assert train.pixel_loss(pred, target, criterion).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert step.pixel_loss(pred, target, criterion).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_kernel_extractor_learns_from_the_first_steps():
     """Regression: with a mean-reduced loss, G's gradients at the default initialisation (~1e-12) lay
     far below Adam's eps (1e-8); its weights moved ~1e-8 per step and the code stayed unused."""
-    cfg = train.load_train_config(CI_TINY)
+    cfg = load_train_config(CI_TINY)
     torch.manual_seed(0)
     device = torch.device("cpu")
-    ks = train.build_model(cfg, device)
+    ks = loop.build_model(cfg, device)
     before = {k: v.detach().clone() for k, v in ks.named_parameters() if k.startswith("extractor.")}
-    optimizer, _ = train.build_optimizer(cfg, ks)
-    forward = train.TrainForward(ks)
+    optimizer, _ = loop.build_optimizer(cfg, ks)
+    forward = step.TrainForward(ks)
     sharp = torch.rand(2, 3, 64, 64)
     blur = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2, count_include_pad=False)
     for _ in range(3):
-        result = train.train_step(forward, sharp, blur, optimizer, torch.amp.GradScaler("cpu", enabled=False),
-                                  train.autocast_context("none", device), cfg, train.DistInfo())
+        result = step.train_step(forward, sharp, blur, optimizer, torch.amp.GradScaler("cpu", enabled=False),
+                                  step.autocast_context("none", device), cfg, DistInfo())
         assert not result.skipped
     lr = cfg["train"]["lr_G"]
     for name, param in ks.named_parameters():
@@ -307,7 +324,7 @@ def test_teacher_codes_replace_g_for_the_first_samples(tiny_config):
     blur = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2, count_include_pad=False)
     teacher = torch.randn(2, ks.kernel_dim)
     with torch.no_grad():
-        pred, code_mean, _ = train.TrainForward(ks)(sharp, blur, teacher)
+        pred, code_mean, _ = step.TrainForward(ks)(sharp, blur, teacher)
         expected_teacher = ks.apply(sharp[:2], teacher[:, :, None, None])
         expected_g = ks.apply(sharp[2:], ks.extract_code(sharp[2:], blur[2:]))
         g_code = ks.extract_code(sharp, blur).mean(dim=(2, 3))

@@ -30,15 +30,17 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    import train
+    from training.config import load_train_config
+    from training.loop import train
 
-    ks = train.train(train.load_train_config(CI_TINY, _overrides(Path(root), batch=1)), "cpu")
+    ks = train(load_train_config(CI_TINY, _overrides(Path(root), batch=1)), "cpu")
     torch.save(ks.state_dict(), Path(out) / f"rank{rank}.pt")
 
 
 def test_two_gloo_processes_keep_identical_replicas(tmp_path):
-    import train
     from models import KernelSpace
+    from training.config import load_train_config
+    from training.loop import train
 
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), str(tmp_path)), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
@@ -53,7 +55,7 @@ def test_two_gloo_processes_keep_identical_replicas(tmp_path):
 
     # rank r takes every other sample of the shuffled epoch, so 2 × batch 1 sees what one process with
     # batch 2 sees, and DDP's averaged gradient is that batch's gradient
-    single = train.train(train.load_train_config(CI_TINY, _overrides(tmp_path / "single", batch=2)), "cpu")
+    single = train(load_train_config(CI_TINY, _overrides(tmp_path / "single", batch=2)), "cpu")
     ref = single.state_dict()
     worst = max(float((ref[k] - rank0[k]).abs().max()) for k in ref)
     assert worst < 1e-5, worst
