@@ -2,6 +2,8 @@
 
 Example:
     python bench/data_speed.py --size 256 --workers 2 --batches 30 --out bench/results/data_speed.txt
+
+CI runs only the smoke test (tests/test_bench.py: 32², no workers, two batches).
 """
 
 from __future__ import annotations
@@ -11,16 +13,13 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data import build_dataset  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
+from data import build_dataset
+from utils.errors import run_cli
+from utils.fileio import atomic_write
 
 
 def measure(size: int, workers: int, batch_size: int, batches: int, source: str = "deadleaves") -> float:

@@ -9,7 +9,7 @@ Charbonnier loss with respect to G's convolutions and to the code slice of F's i
 for the published sum: for the config's architecture at PyTorch's default initialisation and, with
 ``--model``, for a trained checkpoint (any architecture).
 
-Writes bench/results/loss_reduction.md. Not run by CI.
+Writes bench/results/loss_reduction.md. CI runs only the smoke test (tests/test_bench.py: ci_tiny).
 
 Example (the model shipped before the loss was summed, and the one shipped now):
     git show 0a944df:pretrained/default_small.pth > default_small_meanloss.pth
@@ -25,12 +25,14 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from models import KernelSpace
+from training.config import load_train_config
+from training.loop import build_model, build_train_loader
+from training.step import TrainForward, pixel_loss, to_device
+from utils.dist import DistInfo
+from utils.fileio import atomic_write
 
-import train  # noqa: E402
-from models import KernelSpace  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ADAM_EPS = 1e-8
 
@@ -48,8 +50,8 @@ def gradient_rms(ks: KernelSpace, sharp: torch.Tensor, blur: torch.Tensor) -> di
     ``G`` over all of G's weights, ``code input of F`` over :func:`code_weight`'s code rows.
     Multiply by ``blur.numel()`` for the summed loss."""
     ks.zero_grad(set_to_none=True)
-    pred, _, _ = train.TrainForward(ks)(sharp, blur)
-    (train.pixel_loss(pred, blur, "cb") / blur.numel()).backward()
+    pred, _, _ = TrainForward(ks)(sharp, blur)
+    (pixel_loss(pred, blur, "cb") / blur.numel()).backward()
     g = torch.cat([p.grad.flatten() for p in ks.extractor.parameters()])
     code = code_weight(ks).grad[-ks.kernel_dim:]
     return {"G": g.pow(2).mean().sqrt().item(), "code input of F": code.pow(2).mean().sqrt().item()}
@@ -61,12 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], help="a trained checkpoint (repeatable)")
     parser.add_argument("--output", default=str(ROOT / "bench/results/loss_reduction.md"))
     args = parser.parse_args(argv)
-    cfg = train.load_train_config(args.config, ["train.channels_last=false", "train.init=default"])
+    cfg = load_train_config(args.config, ["train.channels_last=false", "train.init=default"])
     torch.manual_seed(cfg["train"]["manual_seed"])
     device = torch.device("cpu")
-    loader, _, _ = train.build_train_loader(cfg, train.DistInfo(), device)
-    sharp, blur = train.to_device(next(iter(loader)), device, False)
-    models = {"PyTorch default initialisation": train.build_model(cfg, device)}
+    loader, _, _ = build_train_loader(cfg, DistInfo(), device)
+    sharp, blur = to_device(next(iter(loader)), device, False)
+    models = {"PyTorch default initialisation": build_model(cfg, device)}
     for path in args.model:
         models[Path(path).name] = KernelSpace.load(path).train()
     lines = [

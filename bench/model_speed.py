@@ -2,10 +2,12 @@
 """Parameter counts and forward time of the kernel-space networks (paper, default and tiny configs).
 
 Times G (encode), F (apply) and F∘G at a given size on the chosen device; writes a markdown table
-to bench/results/model_speed_<device>.md. Not run by CI.
+to bench/results/model_speed_<device>.md. CI runs only the smoke test (tests/test_bench.py: the tiny
+config at 64², one repeat).
 
-Example:
+Examples:
     python bench/model_speed.py --size 256 --repeats 3 --device cpu
+    python bench/model_speed.py --configs tiny --size 64 --repeats 1 --out /tmp/model_speed.md
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from models import KernelSpace
+from utils.config import read_yaml
+from utils.device import resolve_device
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_write
 
-from models import KernelSpace  # noqa: E402
-from utils.config import read_yaml  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CONFIGS = {
     "paper (woVAE)": {},
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--configs", default=None,
+                        help="comma list of first words of the config names (paper, tiny, default_small; default all)")
     parser.add_argument("--out", default=None, help="markdown table path (default bench/results/...)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -60,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_cfg = ROOT / "configs" / "train" / "default_small.yml"
     if default_cfg.is_file():
         configs["default_small (shipped)"] = read_yaml(default_cfg).get("KernelWizard", {})
+    if args.configs:
+        wanted = {w.strip() for w in args.configs.split(",") if w.strip()}
+        configs = {name: cfg for name, cfg in configs.items() if name.split()[0] in wanted}
+        if not configs:
+            raise UserError(f"--configs {args.configs}: no config of {', '.join(CONFIGS)}, default_small (shipped)")
     rows = [
         f"Forward time at {args.size}×{args.size}, batch 1, {device} ({torch.get_num_threads()} threads), "
         f"torch {torch.__version__}",

@@ -1,20 +1,23 @@
 #!/usr/bin/env python
 """Training throughput (samples/s) of train.py's step against a straightforward fp32 loop.
 
-For each model config (the paper's 49 M-parameter model at 256², the synthetic_small config at its
-crop size) every variant trains a freshly seeded model on the same pre-generated synthetic batches
-(data loading is excluded; bench/ has a separate data benchmark):
+For each model config (the paper's 49 M-parameter model at 256², the default_small config at its
+crop size; ci_tiny for the smoke test) every variant trains a freshly seeded model on the same
+pre-generated synthetic batches (data loading is excluded; bench/ has a separate data benchmark):
 
 - ``plain fp32``: ``code = ks.encode(x, y)``, ``ŷ = ks.apply(x, code)``, Charbonnier, Adam — the
   obvious loop over the public KernelSpace API, default memory format and threads;
-- ``train.py`` variants: ``train.train_step`` (the trainer's own step: shared sharp features,
-  NaN guard) with the options named in the row (channels_last, bf16 autocast, torch.compile).
+- ``train.py`` variants: :func:`training.step.train_step` (the trainer's own step: shared sharp
+  features, NaN guard, the config's kernel losses) with the config's ``train`` section and the
+  options named in the row (channels_last, bf16 autocast, torch.compile).
 
-Writes a markdown table and a JSON file to bench/results/train_speed_<device>.{md,json}. Not run by CI.
+Writes a markdown table and a JSON file to bench/results/train_speed_<device>.{md,json}. CI runs only
+the smoke test (tests/test_bench.py: ci_tiny, one step).
 
 Examples:
-    python bench/train_speed.py --device cpu                       # paper 256² and synthetic_small
-    python bench/train_speed.py --models synthetic_small --steps 10 --variants plain,shared,shared+cl
+    python bench/train_speed.py --device cpu                       # paper 256² and default_small
+    python bench/train_speed.py --models default_small --steps 10 --variants plain,shared,shared+cl
+    python bench/train_speed.py --models paper --steps 2
 """
 
 from __future__ import annotations
@@ -30,17 +33,17 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from data import build_dataset
+from losses import charbonnier
+from models import KernelSpace
+from training.config import load_train_config
+from training.step import TrainForward, autocast_context, to_device, train_step
+from utils.device import resolve_device
+from utils.dist import DistInfo
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_write
 
-import train  # noqa: E402
-from data import build_dataset  # noqa: E402
-from losses import charbonnier  # noqa: E402
-from models import KernelSpace  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
-from utils.dist import DistInfo  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # variant name -> (uses train.train_step, channels_last, amp, compile)
 VARIANTS = {
@@ -65,40 +68,47 @@ LABELS = {
 }
 MODELS = {
     "paper": {"config": "configs/train/reds_woVAE.yml", "size": 256, "batch": 1},
-    "synthetic_small": {"config": "configs/train/synthetic_small.yml", "size": None, "batch": None},
+    "default_small": {"config": "configs/train/default_small.yml", "size": None, "batch": None},
+    "ci_tiny": {"config": "configs/train/ci_tiny.yml", "size": None, "batch": None},  # the smoke test
 }
 
 
-def make_batches(size: int, batch: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``count`` (sharp, blur) batches of (batch, 3, size, size) synthetic training pairs."""
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def make_batches(size: int, batch: int, count: int) -> list[Batch]:
+    """``count`` (sharp, blur, kernel) batches of (batch, 3, size, size) synthetic training pairs and
+    their (batch, 1, 31, 31) kernels (the default synthetic generator)."""
     ds = build_dataset({"mode": "synthetic", "HQ_size": size, "synthetic": {"num_samples": batch * count}}, 0)
     out = []
     for i in range(count):
         items = [ds[i * batch + j] for j in range(batch)]
-        out.append((torch.stack([s["sharp"] for s in items]), torch.stack([s["blur"] for s in items])))
+        out.append(tuple(torch.stack([s[key] for s in items]) for key in ("sharp", "blur", "kernel")))
     return out
 
 
-def make_step(name: str, model_cfg: dict, device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], None]:
-    """A function doing one training step of variant ``name`` on a freshly seeded model."""
+def make_step(name: str, cfg: dict, device: torch.device) -> Callable[[Batch], None]:
+    """A function doing one training step of variant ``name`` on a freshly seeded model of the training
+    config ``cfg`` (its ``train`` section: losses and their weights)."""
     use_step, channels_last, amp, compile_ = VARIANTS[name]
+    if cfg["train"]["kernel_batch"]:
+        raise UserError(f"{cfg['name']}: train.kernel_batch > 0 is not benchmarked (generated PSF batches)")
     torch.manual_seed(0)
-    ks = KernelSpace.from_config(model_cfg).to(device).train()
+    ks = KernelSpace.from_config(cfg["KernelWizard"]).to(device).train()
     if channels_last:
         ks = ks.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(ks.parameters(), lr=1e-4, betas=(0.9, 0.99))
-    cfg = {"train": {"pixel_criterion": "cb", "pixel_weight": 1.0, "kl_weight": 0.0}}
     info = DistInfo()
-    autocast = train.autocast_context(amp, device)
+    autocast = autocast_context(amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-    forward = train.TrainForward(ks)
+    forward = TrainForward(ks)
     if compile_:
         forward = torch.compile(forward)
 
-    def step(sharp: torch.Tensor, blur: torch.Tensor) -> None:
-        sharp, blur = train.to_device({"sharp": sharp, "blur": blur}, device, channels_last)
+    def step(batch: Batch) -> None:
+        sharp, blur = to_device({"sharp": batch[0], "blur": batch[1]}, device, channels_last)
         if use_step:
-            train.train_step(forward, sharp, blur, optimizer, scaler, autocast, cfg, info)
+            train_step(forward, sharp, blur, optimizer, scaler, autocast, cfg, info, kernel=batch[2])
         else:
             optimizer.zero_grad()
             loss = charbonnier(ks.apply(sharp, ks.encode(sharp, blur)), blur)
@@ -109,28 +119,27 @@ def make_step(name: str, model_cfg: dict, device: torch.device) -> Callable[[tor
     return step
 
 
-def time_variants(
-    names: list[str], model_cfg: dict, batches: list, device: torch.device, warmup: int
-) -> dict[str, float]:
+def time_variants(names: list[str], cfg: dict, batches: list[Batch], device: torch.device,
+                  warmup: int) -> dict[str, float]:
     """Samples/s of each variant: after ``warmup`` untimed steps each, the variants take turns, one
     step at a time over the remaining batches (so a shared, busy machine slows them alike); the
     rate is the batch size over the median step time."""
     steps = {}
     for name in names:
         try:
-            steps[name] = make_step(name, model_cfg, device)
+            steps[name] = make_step(name, cfg, device)
         except UserError as exc:  # e.g. fp16 on a CPU
             print(f"{name}: skipped ({exc})", flush=True)
-    for sharp, blur in batches[:warmup]:
+    for batch in batches[:warmup]:
         for step in steps.values():
-            step(sharp, blur)
+            step(batch)
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for sharp, blur in batches[warmup:]:
+    for batch in batches[warmup:]:
         for name, step in steps.items():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            step(sharp, blur)
+            step(batch)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - start)
@@ -151,7 +160,7 @@ def cpu_name() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="paper,synthetic_small", help=f"comma list of {', '.join(MODELS)}")
+    parser.add_argument("--models", default="paper,default_small", help=f"comma list of {', '.join(MODELS)}")
     parser.add_argument("--variants", default="plain,shared,shared+cl,shared+bf16,shared+cl+bf16",
                         help=f"comma list of {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per variant")
@@ -173,11 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name not in MODELS:
             raise UserError(f"--models: unknown model {name!r} (known: {', '.join(MODELS)})")
         spec = MODELS[name]
-        cfg = train.load_train_config(ROOT / spec["config"])
+        cfg = load_train_config(ROOT / spec["config"])
         size = spec["size"] or cfg["datasets"]["train"]["HQ_size"]
         batch = args.batch or spec["batch"] or cfg["datasets"]["train"]["batch_size"]
         batches = make_batches(size, batch, args.warmup + args.steps)
-        rates = time_variants(variants, cfg["KernelWizard"], batches, device, args.warmup)
+        rates = time_variants(variants, cfg, batches, device, args.warmup)
         base = rates.get("plain")
         for v, rate in rates.items():
             speedup = rate / base if base else float("nan")

@@ -34,13 +34,11 @@ import yaml
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data.image_io import list_images, read_image, write_image  # noqa: E402
-from data.lmdb_io import create_lmdb  # noqa: E402
-from data.paired import PairedFolderDataset, PairedLMDBDataset  # noqa: E402
-from models import KernelSpace  # noqa: E402
-from transfer import (  # noqa: E402
+from data.image_io import list_images, read_image, write_image
+from data.lmdb_io import create_lmdb
+from data.paired import PairedFolderDataset, PairedLMDBDataset
+from models import KernelSpace
+from transfer import (
     DEFAULT_CONFIG,
     apply_code,
     check_tiling,
@@ -48,11 +46,11 @@ from transfer import (  # noqa: E402
     load_model,
     model_path_from_config,
 )
-from utils.config import load_config  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
-from utils.paths import refuse_overwrite  # noqa: E402
+from utils.config import load_config
+from utils.device import resolve_device
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_write
+from utils.paths import refuse_overwrite
 
 FRAMES_PER_CLIP = 100
 FORMATS = ("folder", "lmdb")

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from models.checkpoint import convert_published_checkpoint  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
+from models.checkpoint import convert_published_checkpoint
+from utils.errors import run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:

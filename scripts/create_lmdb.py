@@ -22,11 +22,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data.lmdb_io import GOPRO_SIDES, create_lmdb  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.paths import refuse_inside, refuse_overwrite  # noqa: E402
+from data.lmdb_io import GOPRO_SIDES, create_lmdb
+from utils.errors import UserError, run_cli
+from utils.paths import refuse_inside, refuse_overwrite
 
 
 def main(argv: Sequence[str] | None = None) -> int:

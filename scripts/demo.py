@@ -19,22 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from data.image_io import read_image, to_numpy, to_tensor, write_image
+from deblur import deblur_image
+from models import KernelSpace
+from utils.config import load_config
+from utils.device import resolve_device
+from utils.errors import run_cli
+from utils.metrics import psnr
+from utils.paths import refuse_overwrite
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from data.image_io import read_image, to_numpy, to_tensor, write_image  # noqa: E402
-from deblur import deblur_image  # noqa: E402
-from models import KernelSpace  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
-from utils.paths import refuse_overwrite  # noqa: E402
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two [0, 1] arrays."""
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return 10 * np.log10(1.0 / max(mse, 1e-12))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

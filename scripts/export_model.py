@@ -19,11 +19,9 @@ from typing import Sequence
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from models import KernelSpace  # noqa: E402
-from scripts.evaluate import psnr  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
+from models import KernelSpace
+from utils.errors import run_cli
+from utils.metrics import psnr
 
 
 def export_model(src: str, dst: str, half: bool = False) -> float:

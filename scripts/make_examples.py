@@ -24,13 +24,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from data.image_io import write_image
+from data.kernels import linear_kernel, shake_kernel
+from utils.errors import run_cli
+from utils.fileio import atomic_path
 
-from data.image_io import write_image  # noqa: E402
-from data.kernels import linear_kernel, shake_kernel  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
-from utils.fileio import atomic_path  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 NOISE_SIGMA = 0.01
 

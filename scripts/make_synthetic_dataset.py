@@ -19,13 +19,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data.build import build_synthetic  # noqa: E402
-from data.synthetic import export_synthetic_dataset  # noqa: E402
-from utils.config import build_config, load_schema  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.paths import refuse_overwrite  # noqa: E402
+from data.build import build_synthetic
+from data.synthetic import export_synthetic_dataset
+from utils.config import build_config, load_schema
+from utils.errors import UserError, run_cli
+from utils.paths import refuse_overwrite
 
 
 def main(argv: Sequence[str] | None = None) -> int:

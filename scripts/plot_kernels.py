@@ -9,15 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data.image_io import write_image  # noqa: E402
-from data.kernels import KERNEL_KINDS, random_kernel  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
+from data.image_io import write_image
+from data.kernels import KERNEL_KINDS, random_kernel
+from utils.errors import UserError, run_cli
 
 
 def kernel_grid(

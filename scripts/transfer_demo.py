@@ -24,15 +24,14 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from data.image_io import read_image, to_tensor, write_image
+from transfer import apply_code, extract_code, load_model, model_path_from_config
+from utils.device import resolve_device
+from utils.errors import UserError, run_cli
+from utils.metrics import psnr
+from utils.paths import refuse_overwrite
 
-from data.image_io import read_image, to_tensor, write_image  # noqa: E402
-from scripts.evaluate import psnr  # noqa: E402
-from transfer import apply_code, extract_code, load_model, model_path_from_config  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.paths import refuse_overwrite  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 EXAMPLES = ROOT / "examples"
 LABEL_HEIGHT = 24
