@@ -45,7 +45,7 @@ from utils.fileio import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# variant name -> (uses train.train_step, channels_last, amp, compile)
+# variant name -> (uses training.step.train_step, channels_last, amp, compile)
 VARIANTS = {
     "plain": (False, False, "none", False),
     "shared": (True, False, "none", False),
