@@ -153,7 +153,8 @@ def extract_code(
     device = next(kernel_space.parameters()).device
     padded_sharp, padded_blur = pad_to_multiple(sharp), pad_to_multiple(blur)
     hp, wp = padded_sharp.shape[-2:]
-    if tile is None or (hp <= tile and wp <= tile):
+    # the psf type's G works cell by cell on windows of two cells: its memory is bounded without tiles
+    if tile is None or (hp <= tile and wp <= tile) or kernel_space.generator_type == "psf":
         return kernel_space.extract_code(sharp.to(device), blur.to(device))
     check_tiling(tile, overlap, "encode_tile")
     gh, gw = hp // GRID, wp // GRID

@@ -9,6 +9,13 @@ Two measurements, each beside the identity baseline (the output is the sharp inp
   x̂ ⊛ k on new sharp images x̂ (baseline: ŷ := x̂). x̂ are random crops of scikit-image's bundled
   photos, which are reserved for evaluation and never used for training.
 
+Synthetic pairs are scored on their interior, ``K // 2`` pixels from the border (K: the kernel
+size): the reference blur there depends on pixels outside the image, which no F can know.
+For synthetic pairs the kernel itself is scored too: ``kernel_similarity``, the best-shift
+normalised cross-correlation (utils/metrics.py) of the PSF of G(x, y) (the decoded PSF of the psf
+generator type, F's impulse response for the unet type; the mean over code cells) with the true
+kernel — 1 for the same kernel, ~0.3 for no blur at all.
+
 A third column checks that the code carries the pair's blur at all: the same PSNRs with the code
 of ANOTHER pair (the previous one) in place of G(x, y). A kernel space whose F ignores its code
 scores the same there as with the right code.
@@ -54,6 +61,7 @@ from utils.config import build_config, load_config, load_schema  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_write  # noqa: E402
+from utils.metrics import kernel_similarity  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # scikit-image's bundled photographs used as new sharp targets x̂ (evaluation only; none needs a download)
@@ -65,6 +73,7 @@ METRICS = (
     ("reblur_clean_psnr", "re-blur PSNR vs noise-free x ⊛ k", "dB"),
     ("transfer_psnr", "transfer PSNR: F(x̂, G(x, y)) vs x̂ ⊛ k", "dB"),
     ("transfer_ssim", "transfer SSIM: F(x̂, G(x, y)) vs x̂ ⊛ k", ""),
+    ("kernel_similarity", "kernel similarity: PSF of G(x, y) vs k (best-shift NCC)", ""),
 )
 
 
@@ -148,31 +157,40 @@ def evaluate_sample(
     sharp, blur = sample["sharp"], sample["blur"]
     if code is None:
         code = extract_code(kernel_space, sharp, blur, None, overlap)
+    m = sample["kernel"].shape[0] // 2 if "kernel" in sample else 0
+
+    def inner(image: torch.Tensor) -> torch.Tensor:  # the interior that synthetic pairs are scored on
+        return image[..., m:image.shape[-2] - m, m:image.shape[-1] - m]
+
+    def scores(name: str, pred: torch.Tensor, reference: torch.Tensor, identity: torch.Tensor,
+               with_ssim: bool = True) -> dict[str, float]:
+        pred, reference, identity = inner(pred), inner(reference), inner(identity)
+        out = {f"{name}_psnr": psnr(pred, reference), f"{name}_psnr_identity": psnr(identity, reference)}
+        if with_ssim:
+            out.update({f"{name}_ssim": ssim(pred, reference).item(),
+                        f"{name}_ssim_identity": ssim(identity, reference).item()})
+        return out
+
     reblur = apply_code(kernel_space, sharp, code, tile, overlap).clamp(0, 1).cpu()
-    row: dict[str, Any] = {
-        "key": sample["key"],
-        "reblur_psnr": psnr(reblur, blur), "reblur_psnr_identity": psnr(sharp, blur),
-        "reblur_ssim": ssim(reblur, blur).item(), "reblur_ssim_identity": ssim(sharp, blur).item(),
-    }
+    row: dict[str, Any] = {"key": sample["key"], **scores("reblur", reblur, blur, sharp)}
     if other_code is not None:
         other_reblur = apply_code(kernel_space, sharp, other_code, tile, overlap).clamp(0, 1).cpu()
-        row["reblur_psnr_othercode"] = psnr(other_reblur, blur)
+        row["reblur_psnr_othercode"] = psnr(inner(other_reblur), inner(blur))
     if "clean" in sample:
-        row["reblur_clean_psnr"] = psnr(reblur, sample["clean"])
-        row["reblur_clean_psnr_identity"] = psnr(sharp, sample["clean"])
+        row.update(scores("reblur_clean", reblur, sample["clean"], sharp, with_ssim=False))
+    if "kernel" in sample:
+        psfs = kernel_space.psf_of_code(code)[0].cpu()  # (gh, gw, S, S)
+        row["kernel_similarity"] = float(np.mean([kernel_similarity(p, sample["kernel"]) for p in psfs.flatten(0, 1)]))
     if target is not None and "kernel" in sample:
         k = sample["kernel"].shape[0]
         s = sharp.shape[-1]
         new_sharp = _tensor(target[k // 2:k // 2 + s, k // 2:k // 2 + s])
         reference = _tensor(blur_valid(target, sample["kernel"]))
         moved = apply_code(kernel_space, new_sharp, code, tile, overlap).clamp(0, 1).cpu()
-        row.update({
-            "transfer_psnr": psnr(moved, reference), "transfer_psnr_identity": psnr(new_sharp, reference),
-            "transfer_ssim": ssim(moved, reference).item(), "transfer_ssim_identity": ssim(new_sharp, reference).item(),
-        })
+        row.update(scores("transfer", moved, reference, new_sharp))
         if other_code is not None:
             moved_other = apply_code(kernel_space, new_sharp, other_code, tile, overlap).clamp(0, 1).cpu()
-            row["transfer_psnr_othercode"] = psnr(moved_other, reference)
+            row["transfer_psnr_othercode"] = psnr(inner(moved_other), inner(reference))
     return row
 
 
