@@ -49,6 +49,9 @@ class KernelModel(torch.nn.Module):
         r = self.weight.shape[-1] // 2
         return F.conv2d(F.pad(sharp, (r,) * 4, mode="replicate"), self.weight, groups=3)
 
+    def psf_of_code(self, code: torch.Tensor) -> torch.Tensor:
+        return self.weight[0, 0].flip(0, 1).expand(len(code), *code.shape[-2:], -1, -1)
+
 
 def test_transfer_reference_is_aligned_with_the_target():
     sample = next(evaluate.synthetic_samples(1, size=64, seed=0, overrides=["synthetic.kernel_size=9",
@@ -61,6 +64,7 @@ def test_transfer_reference_is_aligned_with_the_target():
     assert perfect["transfer_psnr"] > perfect["transfer_psnr_identity"] + 8
     assert perfect["reblur_clean_psnr"] > perfect["reblur_clean_psnr_identity"] + 8
     assert shifted["transfer_psnr"] < perfect["transfer_psnr"] - 5
+    assert perfect["kernel_similarity"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_summary_and_markdown_table():
