@@ -22,7 +22,7 @@ from torch import nn
 from models.blocks import PreprocessBlock
 from models.blur_generator import BlurGenerator
 from models.kernel_extractor import KernelExtractor
-from models.psf_extractor import PSFKernelExtractor
+from models.psf_extractor import PSFKernelExtractor, refine_code
 from models.psf_generator import PSFBlurGenerator
 from models.psf_ops import CELL
 from utils.config import build_config, load_schema
@@ -73,6 +73,8 @@ def model_config(cfg: Mapping[str, Any] | None = None, source: str = "model conf
     for key in ("width", "depth"):
         if psf[key] < 1:
             raise UserError(f"{source}: 'PSF.{key}' must be a positive integer, got {psf[key]}")
+    if psf["refine_steps"] < 0 or psf["refine_lr"] <= 0:
+        raise UserError(f"{source}: 'PSF.refine_steps' must be >= 0 and 'PSF.refine_lr' > 0")
     if psf["reg"] <= 0:
         raise UserError(f"{source}: 'PSF.reg' must be > 0, got {psf['reg']}")
     checks = {
@@ -195,7 +197,13 @@ class KernelSpace(nn.Module):
         if sharp.shape != blur.shape:
             raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
         if self.preprocess is None:
-            encoded = self.extractor(sharp, blur)
+            if self.training:
+                encoded = self.extractor(sharp, blur)
+            else:
+                estimate = self.extractor.estimate(sharp, blur)
+                encoded = self.extractor.encoder(estimate)
+                mean = self._refine(encoded[0] if isinstance(encoded, tuple) else encoded, estimate)
+                encoded = (mean, encoded[1]) if isinstance(encoded, tuple) else mean
             return (None if choose_code is None else self.generator(sharp, choose_code(encoded))), encoded
         h, w = sharp.shape[-2:]
         padded = pad_to_multiple(torch.cat([sharp, blur], dim=0))
@@ -225,11 +233,17 @@ class KernelSpace(nn.Module):
 
     def code_of_psf(self, psf: torch.Tensor) -> torch.Tensor:
         """The code whose cells decode to (approximately) the given PSFs: (B, gh, gw, S, S) →
-        (B, kernel_dim, gh, gw) (the mean for a VAE model). ``psf`` type only: its kernel encoder."""
+        (B, kernel_dim, gh, gw) (the mean for a VAE model). ``psf`` type only: its kernel encoder, then
+        ``PSF.refine_steps`` steps of :func:`~models.psf_extractor.refine_code`."""
         if self.generator_type != "psf":
             raise ValueError("code_of_psf needs a kernel space of the psf generator type")
         code = self.extractor.encoder(psf)
-        return code[0] if isinstance(code, tuple) else code
+        return self._refine(code[0] if isinstance(code, tuple) else code, psf)
+
+    def _refine(self, code: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+        """psf type: the encoder's ``code`` refined towards decoding to ``psf`` (``PSF.refine_steps``)."""
+        p = self.config["PSF"]
+        return refine_code(self.generator.decoder, code, psf, p["refine_steps"], p["refine_lr"])
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str, meta: Mapping[str, Any] | None = None, half: bool = False) -> None:

@@ -152,3 +152,46 @@ def test_unknown_generator_type_is_a_config_error():
         KernelSpace.from_config({"generator": "gan"})
     with pytest.raises(UserError, match="PSF.size"):
         KernelSpace.from_config({"generator": "psf", "PSF": {"size": 20}})
+
+
+def test_commands_run_end_to_end_with_a_psf_model(tmp_path):
+    """deblur.py (with --save-psf), transfer.py and novel-blur sampling on a (VAE) psf model."""
+    import deblur
+    import transfer
+    from data.image_io import read_image, write_image
+    from utils.errors import run_cli
+
+    torch.manual_seed(0)
+    KernelSpace.from_config({**PSF_MODEL, "use_vae": True}).save(str(tmp_path / "psf.pth"))
+    sharp = smooth_image(140, 200, 4)
+    line = torch.zeros(7, 7)
+    line[3] = 1 / 7
+    blurry = conv2d_blur(sharp, line)
+    for name, image in (("x.png", sharp), ("y.png", blurry)):
+        write_image(tmp_path / name, image[0].permute(1, 2, 0).numpy())
+    model = ["--model", str(tmp_path / "psf.pth"), "--device", "cpu"]
+    assert run_cli(deblur.main, ["--input", str(tmp_path / "y.png"), "--output", str(tmp_path / "d.png"),
+                                 "--iters", "4", "--save-psf", str(tmp_path / "psf.png"), *model]) == 0
+    assert read_image(tmp_path / "d.png").rgb.shape == (140, 200, 3)
+    assert read_image(tmp_path / "psf.png").rgb.shape == (2 * 60 + 2, 2 * 60 + 2, 3)  # a 15² PSF per cell, ×4
+    assert run_cli(transfer.main, ["--sharp", str(tmp_path / "x.png"), "--blur", str(tmp_path / "y.png"),
+                                   "--target", str(tmp_path / "x.png"), "--output", str(tmp_path / "t.png"),
+                                   *model]) == 0
+    assert read_image(tmp_path / "t.png").rgb.shape == (140, 200, 3)
+    assert run_cli(transfer.main, ["--target", str(tmp_path / "x.png"), "--sample", "2",
+                                   "--output-dir", str(tmp_path / "samples"), *model]) == 0
+    assert len(list((tmp_path / "samples").iterdir())) == 2
+
+
+def test_code_refinement_brings_the_decoded_psf_closer_to_its_kernel(psf_model):
+    from models.psf_extractor import refine_code
+
+    psfs = torch.from_numpy(random_psfs(KernelSampler(9), np.random.default_rng(1), 3, 15))[:, None, None]
+    decoder = psf_model.generator.decoder
+    with torch.inference_mode():  # as in evaluation: refinement enables its own gradients
+        start = psf_model.extractor.encoder(psfs)
+        refined = refine_code(decoder, start, psfs, steps=100, lr=0.1)
+        before = (decoder(start) - psfs).pow(2).sum()
+        after = (decoder(refined) - psfs).pow(2).sum()
+    assert after < 0.9 * before
+    assert not any(p.grad is not None for p in decoder.parameters())  # the model is left untouched
