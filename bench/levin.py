@@ -6,7 +6,8 @@ README: gray, 0–255 (the result is rounded to 8 bits, as a saved PNG would be)
 every border of the ground truth, the shift of the result (|shift| ≤ 10 px in 0.25-px steps,
 bilinear) that minimises the squared error, PSNR at that shift. Also reported: the best-shift NCC
 (:func:`utils.metrics.kernel_similarity`) of the found PSF against ``gt/kernelJ.png`` (turned to the
-orientation that produced the blurry images, see ROTATED_KERNELS) and the seconds per image. Evaluation only: nothing here is ever trained on these images.
+orientation that produced the blurry images, see ROTATED_KERNELS) and the seconds per image.
+Evaluation only: nothing here is ever trained on these images.
 
 Writes bench/results/levin_<tag>.md (per-kernel table), .json (every number) and .png (a few
 results: blurry, ours, sharp, with the found and the true PSF), unless --out says otherwise.

@@ -34,14 +34,13 @@ pyramid. Measured on Levin (bench/levin.py): see the module's README entry in th
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from deblurring.nonblind import (
     circular_gradients,
-    deconvolve,
     deconvolve_cells,
     estimate_noise,
     extend_periodic,
@@ -218,79 +217,68 @@ def _resize_image(image: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def _resize_support(psfs: torch.Tensor, size: int) -> torch.Tensor:
+    """PSFs (..., S, S) zero-padded or cut about their centre to (..., size, size) (both odd)."""
+    s = psfs.shape[-1]
+    if size >= s:
+        return F.pad(psfs, ((size - s) // 2,) * 4)
+    lo = (s - size) // 2
+    return psfs[..., lo:lo + size, lo:lo + size]
+
+
 def _project_to_space(psfs: torch.Tensor, kernel_space: Any) -> torch.Tensor:
     """PSFs (1, gh, gw, S, S) → their projection ``ks.psf_of_code(ks.code_of_psf(·))`` at the same size."""
-    s = psfs.shape[-1]
-    t = int(kernel_space.psf_size)
-    k = F.pad(psfs, ((t - s) // 2,) * 4) if t > s else psfs[..., (s - t) // 2:(s + t) // 2, (s - t) // 2:(s + t) // 2]
     with torch.no_grad():
-        out = kernel_space.psf_of_code(kernel_space.code_of_psf(k)).float().cpu()
-    out = F.pad(out, ((s - t) // 2,) * 4) if s > t else out[..., (t - s) // 2:(t + s) // 2, (t - s) // 2:(t + s) // 2]
+        k = _resize_support(psfs, int(kernel_space.psf_size))
+        out = _resize_support(kernel_space.psf_of_code(kernel_space.code_of_psf(k)).float().cpu(), psfs.shape[-1])
     out = out.clamp_min(0)
     return out / out.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
 
 
-def deblur_alternating(
-    blurry: torch.Tensor,  # (1, C, H, W), C = 1 (gray) or 3, values in [0, 1]
-    kernel_space: Any = None,  # optional PSF-type KernelSpace: code of the result, kernel projection
+def l0_energy(blurry: torch.Tensor, psf: torch.Tensor, weight: float = 1e-3, *, crop: int | None = None) -> float:
+    """The sparse-prior MAP energy of a PSF for a gray blurry image (1, 1, H, W):
+    ``‖k ⊛ x − y‖² + weight · #{∇x ≠ 0}`` at ``x = l0_deblur(y, k, weight)``, the squared error summed
+    over the pixels at least ``crop`` (default S // 2) from the border → a number.
+
+    Lower is a better explanation of y. Unlike a natural-image prior, this energy does not prefer
+    the no-blur answer (a delta) to the true blur; it ranks the candidates of
+    :func:`deblur_alternating`.
+    """
+    x = l0_deblur(blurry, psf, weight)
+    c = psf.shape[-1] // 2 if crop is None else crop
+    err = (convolve(x, psf[None, None].to(x)) - blurry.float())[..., c:x.shape[-2] - c, c:x.shape[-1] - c]
+    dx = x[..., :, 1:] - x[..., :, :-1]
+    dy = x[..., 1:, :] - x[..., :-1, :]
+    edges = (dx.abs() > 1e-3).sum() + (dy.abs() > 1e-3).sum()
+    return float(err.square().sum() + weight * edges)
+
+
+def estimate_kernel(
+    gray: torch.Tensor,  # (1, 1, H, W) in [0, 1]
+    psf_size: int,
     *,
-    psf_size: int = 31,
-    scale_ratio: float = math.sqrt(0.5),
     min_kernel: int = 9,
-    iterations: int = 5,
     l0_weight: float = 4e-3,
+    scale_ratio: float = math.sqrt(0.5),
+    iterations: int = 5,
     l0_decay: float = 1.1,
     l0_min: float = 1e-4,
-    l0_level_reset: bool = False,
     l0_beta_max: float = 1e5,
     kernel_reg: float = 1e-2,
     kernel_threshold: float = 0.05,
     kernel_min_mass: float = 0.05,
     edge_select: float = 0.0,
     edge_window: float = 1.0,
-    refine_iterations: int = 0,
-    refine_weight: float = 3000.0,
-    cells: bool = False,
-    space_projection: bool = False,
-    final_weight: float | None = None,
-    final_noise_scale: float = 0.0116,
-    final_alpha: float = 0.8,
-    final_beta_rate: float = 2.0,
-    final_beta_max: float = 1024.0,
-    seed: int = 0,
-    progress: bool | Callable[[dict[str, Any]], None] = False,
-) -> DeblurResult:
-    """Blind deblurring of one image by coarse-to-fine L0 / least-squares alternation (module docstring).
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One coarse-to-fine run of the L0 / least-squares alternation → (PSF (S, S), last L0 image (1, 1, H, W)).
 
-    Knobs: ``psf_size`` the (odd) side of the PSF found; ``scale_ratio`` the pyramid's step and
-    ``min_kernel`` the PSF side at its coarsest level; ``iterations`` alternations per level;
-    ``l0_weight`` the L0 weight λ at the start, divided by ``l0_decay`` after every iteration down
-    to ``l0_min``; ``l0_beta_max`` ends each L0 solve; ``kernel_reg`` the kernel step's Tikhonov
-    weight (relative to the gradient energy); ``kernel_threshold``/``kernel_min_mass`` the
-    projection; ``cells`` refines one PSF per 128-px cell at full size (only for images larger than
-    a cell); ``space_projection`` projects every kernel onto ``kernel_space``; the final
-    non-blind step uses data weight ``final_weight`` (default ``final_noise_scale / σ²`` with σ the
-    estimated noise, clamped to [100, 5000]), prior exponent ``final_alpha`` and the β schedule.
-    ``seed`` is accepted for a uniform interface: the algorithm draws no random numbers, so its
-    output depends on the input only. ``progress``: True prints one line per level, a callable gets
-    every history entry.
-
-    Returns a :class:`DeblurResult`: ``sharp`` (1, C, H, W), ``psf`` (1, gh, gw, S, S) (1×1 unless
-    ``cells``), ``reblurred`` (the sharp image blurred by the PSF map), ``code`` (the kernel
-    space's code of the PSF map, or None), ``history`` (one entry per alternation: level, scale,
-    kernel size, λ, data residual).
+    Knobs as in :func:`deblur_alternating`; ``min_kernel`` is the PSF side at the coarsest level
+    (which fixes the pyramid's depth), ``project`` an extra projection of full-size kernels.
     """
-    if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
-        raise ValueError(f"blurry must be (1, 1 or 3, H, W), got {tuple(blurry.shape)}")
-    if psf_size % 2 == 0 or psf_size < 3:
-        raise ValueError(f"psf_size must be odd and >= 3, got {psf_size}")
-    del seed  # deterministic: nothing is random
-    y_full = blurry.detach().float().cpu().clamp(0, 1)
-    height, width = y_full.shape[-2:]
-    gray = y_full.mean(dim=1, keepdim=True)
+    height, width = gray.shape[-2:]
     plan = _pyramid(height, width, psf_size, scale_ratio, min(min_kernel, psf_size))
-    history: list[dict[str, Any]] = []
-    report = progress if callable(progress) else None
     kernel = _start_kernel(plan[0][1])
     lam = l0_weight
     x = gray
@@ -302,63 +290,132 @@ def deblur_alternating(
         weight = None
         if edge_select > 0:
             window = max(3, int(round(edge_window * size)) | 1)
-            r = edge_usefulness(y, window)
-            mask = (r > edge_select).float()[None, None]
+            mask = (edge_usefulness(y, window) > edge_select).float()[None, None]
             smooth = 2 * size + 1  # slowly varying: weighting ∇x and ∇y alike then commutes with the blur
             mask = F.avg_pool2d(F.pad(mask, (smooth // 2,) * 4, mode="replicate"), smooth, 1)[0, 0]
             weight = mask * _taper(y.shape[-2:], size)
-        if l0_level_reset:
-            lam = l0_weight
         for it in range(iterations):
             x = l0_deblur(y, kernel, lam, beta_max=l0_beta_max)
             estimate = least_squares_kernel(x, y, size, reg=kernel_reg, weight=weight, project=False)[0]
             kernel = project_kernel(estimate, kernel_threshold, kernel_min_mass)
-            if space_projection and kernel_space is not None and scale == 1.0:
-                kernel = _project_to_space(kernel[None, None, None], kernel_space)[0, 0, 0]
-            residual = float((convolve(x, kernel[None, None]) - y).square().mean())
-            entry = {"level": level, "scale": scale, "kernel_size": size, "step": it, "l0_weight": lam,
-                     "data": residual}
-            history.append(entry)
+            if project is not None and scale == 1.0:
+                kernel = project(kernel)
             if report is not None:
-                report(entry)
+                report({"level": level, "scale": scale, "kernel_size": size, "step": it, "l0_weight": lam,
+                        "data": float((convolve(x, kernel[None, None]) - y).square().mean())})
             lam = max(lam / l0_decay, l0_min)
-        if progress is True:
-            print(f"level {level} scale {scale:.3f} kernel {size}: data {history[-1]['data']:.3e}", flush=True)
+    return F.pad(kernel, ((psf_size - kernel.shape[-1]) // 2,) * 4), x
 
-    kernel = F.pad(kernel, ((psf_size - kernel.shape[-1]) // 2,) * 4)
-    for it in range(refine_iterations):  # polish at full size with a natural-image x-step
-        x = deconvolve(gray, kernel, weight=refine_weight, alpha=final_alpha, margin=psf_size)
-        estimate = least_squares_kernel(x, gray, psf_size, reg=kernel_reg, project=False)[0]
-        kernel = project_kernel(estimate, kernel_threshold, kernel_min_mass)
-        entry = {"level": len(plan), "scale": 1.0, "kernel_size": psf_size, "step": it, "refine": True,
-                 "data": float((convolve(x, kernel[None, None]) - gray).square().mean())}
+
+def deblur_alternating(
+    blurry: torch.Tensor,  # (1, C, H, W), C = 1 (gray) or 3, values in [0, 1]
+    kernel_space: Any = None,  # optional PSF-type KernelSpace: code of the result, kernel projection
+    *,
+    psf_size: int = 31,
+    candidates: Sequence[Sequence[float]] = ((7, 4e-3), (9, 4e-3), (11, 4e-3), (13, 4e-3)),
+    select_weight: float = 1e-3,
+    scale_ratio: float = math.sqrt(0.5),
+    iterations: int = 5,
+    l0_decay: float = 1.1,
+    l0_min: float = 1e-4,
+    l0_beta_max: float = 1e5,
+    kernel_reg: float = 1e-2,
+    kernel_threshold: float = 0.05,
+    kernel_min_mass: float = 0.05,
+    edge_select: float = 0.0,
+    edge_window: float = 1.0,
+    cells: bool = False,
+    space_projection: bool = False,
+    final_weight: float | None = None,
+    final_noise_scale: float = 46.0,
+    final_alpha: float = 0.8,
+    final_beta_rate: float = 2.0,
+    final_beta_max: float = 1024.0,
+    seed: int = 0,
+    progress: bool | Callable[[dict[str, Any]], None] = False,
+) -> DeblurResult:
+    """Blind deblurring of one image by coarse-to-fine L0 / least-squares alternation (module docstring).
+
+    Knobs: ``psf_size`` the (odd) side of the PSF found. ``candidates``: (min_kernel, l0_weight)
+    pairs, one full coarse-to-fine run each (:func:`estimate_kernel`: ``min_kernel`` the PSF side
+    at the coarsest level, i.e. the pyramid's depth, ``l0_weight`` the starting L0 weight λ); the
+    run of least :func:`l0_energy` (weight ``select_weight``) wins — single runs fail now and then
+    (a wrong basin at the coarse levels), and the energy tells them apart. ``scale_ratio`` the
+    pyramid's step; ``iterations`` alternations per level; λ is divided by ``l0_decay`` after every
+    iteration down to ``l0_min``; ``l0_beta_max`` ends each L0 solve; ``kernel_reg`` the kernel
+    step's Tikhonov weight (relative to the gradient energy); ``kernel_threshold`` /
+    ``kernel_min_mass`` the projection; ``edge_select`` > 0 restricts the kernel step to edges of
+    r-map above it (window ``edge_window`` × the PSF side); ``cells`` refines one PSF per 128-px
+    cell at full size (images larger than a cell); ``space_projection`` projects the full-size
+    kernels onto ``kernel_space`` (``ks.psf_of_code(ks.code_of_psf(k))``). The final non-blind step
+    uses data weight ``final_weight`` (default ``final_noise_scale / σ^(2/3)`` with σ the estimated
+    noise, clamped to [200, 5000]), prior exponent ``final_alpha`` and the β schedule. ``seed`` is
+    accepted for a uniform interface: nothing is random, the output depends on the input only.
+    ``progress``: True prints one line per candidate, a callable gets every history entry.
+
+    Returns a :class:`DeblurResult`: ``sharp`` (1, C, H, W), ``psf`` (1, gh, gw, S, S) (the same PSF
+    in every cell unless ``cells``), ``reblurred`` (the sharp image blurred by the PSF map), ``code``
+    (the kernel space's code of the PSF map, or None without a kernel space), ``history`` (one
+    entry per alternation, then one per candidate with its energy, then the final step's weight).
+    """
+    if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
+        raise ValueError(f"blurry must be (1, 1 or 3, H, W), got {tuple(blurry.shape)}")
+    if psf_size % 2 == 0 or psf_size < 3:
+        raise ValueError(f"psf_size must be odd and >= 3, got {psf_size}")
+    if not candidates:
+        raise ValueError("candidates must hold at least one (min_kernel, l0_weight) pair")
+    del seed  # deterministic: nothing is random
+    y_full = blurry.detach().float().cpu().clamp(0, 1)
+    height, width = y_full.shape[-2:]
+    gray = y_full.mean(dim=1, keepdim=True)
+    history: list[dict[str, Any]] = []
+
+    def report(entry: dict[str, Any]) -> None:
         history.append(entry)
-        if report is not None:
-            report(entry)
-    psfs = kernel[None, None, None]
+        if callable(progress):
+            progress(entry)
+
+    project = None
+    if space_projection and kernel_space is not None:
+        def project(k: torch.Tensor) -> torch.Tensor:
+            return _project_to_space(k[None, None, None], kernel_space)[0, 0, 0]
+
+    best: tuple[float, torch.Tensor, torch.Tensor] | None = None
+    for index, (min_kernel, l0_weight) in enumerate(candidates):
+        kernel, x = estimate_kernel(
+            gray, psf_size, min_kernel=int(min_kernel), l0_weight=float(l0_weight), scale_ratio=scale_ratio,
+            iterations=iterations, l0_decay=l0_decay, l0_min=l0_min, l0_beta_max=l0_beta_max,
+            kernel_reg=kernel_reg, kernel_threshold=kernel_threshold, kernel_min_mass=kernel_min_mass,
+            edge_select=edge_select, edge_window=edge_window, project=project, report=report)
+        energy = l0_energy(gray, kernel, select_weight)
+        report({"candidate": index, "min_kernel": int(min_kernel), "l0_weight": float(l0_weight), "energy": energy})
+        if progress is True:
+            print(f"candidate {index} (min_kernel {min_kernel}, l0_weight {l0_weight}): energy {energy:.4f}",
+                  flush=True)
+        if best is None or energy < best[0]:
+            best = (energy, kernel, x)
+    assert best is not None
+    _, kernel, x = best
+
     gh, gw = math.ceil(height / CELL), math.ceil(width / CELL)
     if cells and gh * gw > 1:
         local = least_squares_kernel_cells(x, gray, psf_size, reg=kernel_reg)
         psfs = torch.stack([project_kernel(k, kernel_threshold, kernel_min_mass) for k in local.flatten(0, 2)])
         psfs = psfs.view(1, gh, gw, psf_size, psf_size)
     else:
-        psfs = psfs.expand(1, gh, gw, psf_size, psf_size).contiguous()
-    if space_projection and kernel_space is not None:
+        psfs = kernel[None, None, None].expand(1, gh, gw, psf_size, psf_size).contiguous()
+    if project is not None:
         psfs = _project_to_space(psfs, kernel_space)
 
     if final_weight is None:
         sigma = max(estimate_noise(y_full), 1e-4)
-        final_weight = float(min(5000.0, max(100.0, final_noise_scale / sigma**2)))
+        final_weight = float(min(5000.0, max(200.0, final_noise_scale / sigma ** (2 / 3))))
     sharp = deconvolve_cells(y_full, psfs, weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate,
                              beta_max=final_beta_max, margin=psf_size)
     reblurred = blur_cells(sharp, psfs).clamp(0, 1)
     code = None
     if kernel_space is not None:
         with torch.no_grad():
-            t = int(kernel_space.psf_size)
-            s = psf_size
-            k = F.pad(psfs, ((t - s) // 2,) * 4) if t > s else psfs[..., (s - t) // 2:(s + t) // 2,
-                                                                      (s - t) // 2:(s + t) // 2]
-            code = kernel_space.code_of_psf(k).float().cpu()
-    history.append({"final_weight": final_weight})
+            code = kernel_space.code_of_psf(_resize_support(psfs, int(kernel_space.psf_size))).float().cpu()
+    report({"final_weight": final_weight})
     return DeblurResult(sharp=sharp, code=code, reblurred=reblurred, history=history, psf=psfs)

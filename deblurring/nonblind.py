@@ -229,3 +229,18 @@ def estimate_noise(image: torch.Tensor) -> float:
     response = F.conv2d(x, mask[None, None]).abs().flatten(1)
     sigma = response.median(dim=1).values / (0.6745 * 6.0)
     return float(sigma.median())
+
+
+def hyper_laplacian_energy(
+    sharp: torch.Tensor, blurry: torch.Tensor, psf: torch.Tensor, weight: float = 3000.0, alpha: float = 0.8
+) -> float:
+    """The objective of :func:`deconvolve`, ``weight/2 ‖k ⊛ x − y‖² + Σ |∂x|^α``, for (B, C, H, W)
+    images and a PSF (S, S) (reflect border, :func:`models.psf_ops.convolve`) → a number."""
+    from models.psf_ops import convolve
+
+    x = sharp.float()
+    k = psf if psf.dim() == 4 else psf[None, None]
+    data = (convolve(x, k.float()) - blurry.float()).square().sum()
+    dx = x[..., :, 1:] - x[..., :, :-1]
+    dy = x[..., 1:, :] - x[..., :-1, :]
+    return float(weight / 2 * data + dx.abs().pow(alpha).sum() + dy.abs().pow(alpha).sum())

@@ -1,0 +1,146 @@
+"""Fast blind deblurring (deblurring/): non-blind step, blind alternation, the Levin benchmark runner."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from data.kernels import shake_kernel
+from data.sharp_sources import DeadLeavesSource
+from data.synthetic import blur_valid
+from deblurring.alternating import deblur_alternating, l0_energy
+from deblurring.nonblind import deconvolve, deconvolve_cells, hyper_laplacian_energy, hyper_laplacian_shrink
+from models.psf_ops import convolve
+from utils.metrics import kernel_similarity
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor, crop: int = 0) -> float:
+    if crop:
+        a, b = a[..., crop:-crop, crop:-crop], b[..., crop:-crop, crop:-crop]
+    return float(-10 * torch.log10((a - b).square().mean()))
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> dict:
+    """A 192² dead-leaves image blurred by a 15-px camera-shake kernel (valid convolution), σ = 0.002."""
+    rng = np.random.default_rng(3)
+    kernel = shake_kernel(rng, 15, intensity=0.9)
+    big = DeadLeavesSource(texture=False).sample(rng, 192 + 14, 192 + 14)
+    if big.ndim == 2:
+        big = big[:, :, None]
+    big = big[:, :, :1].astype(np.float32)
+    blurry = blur_valid(big, kernel)[:, :, 0] + rng.normal(0, 0.002, (192, 192)).astype(np.float32)
+    return {
+        "sharp": torch.from_numpy(np.ascontiguousarray(big[7:-7, 7:-7, 0]))[None, None],
+        "blurry": torch.from_numpy(np.clip(blurry, 0, 1))[None, None],
+        "kernel": torch.from_numpy(kernel),
+    }
+
+
+def test_shrink_solves_the_scalar_problem():
+    v = torch.linspace(-1, 1, 201)
+    for beta, alpha in ((4.0, 0.8), (50.0, 0.67), (10.0, 1.0)):
+        w = hyper_laplacian_shrink(v, beta, alpha)
+        grid = torch.linspace(-1.2, 1.2, 24001)[None, :]
+        cost = grid.abs().pow(alpha) + beta / 2 * (grid - v[:, None]).square()
+        best = cost.min(dim=1).values
+        mine = w.abs().pow(alpha) + beta / 2 * (w - v).square()
+        assert torch.all(mine <= best + 1e-4)
+
+
+def test_nonblind_objective_decreases_and_deblurs(synthetic):
+    y, k, x_true = synthetic["blurry"], synthetic["kernel"], synthetic["sharp"]
+    energies = [hyper_laplacian_energy(y, y, k, weight=3000, alpha=0.8)]
+    for beta_max in (4.0, 32.0, 256.0):
+        x = deconvolve(y, k, weight=3000, beta_max=beta_max)
+        energies.append(hyper_laplacian_energy(x, y, k, weight=3000, alpha=0.8))
+    assert all(b < a for a, b in zip(energies, energies[1:])), energies
+    assert _psnr(x, x_true, 8) > _psnr(y, x_true, 8) + 5
+
+
+def test_nonblind_cells_match_uniform():
+    torch.manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(1, 2, 25, 38), size=(200, 300), mode="bicubic").clamp(0, 1)
+    k = torch.rand(9, 9)
+    k /= k.sum()
+    y = convolve(x, k[None, None])
+    uniform = deconvolve(y, k)
+    cells = deconvolve_cells(y, k.expand(1, 2, 3, 9, 9))
+    assert cells.shape == uniform.shape
+    # about the same away from the image border (where the solution is ill-posed and each window is
+    # solved on its own FFT grid): the half-quadratic solve is not run to convergence, so the windows
+    # differ a little from the whole image, but no seam shows
+    assert _psnr(cells, uniform, 20) > 40
+
+
+def test_blind_finds_the_kernel_and_deblurs(synthetic):
+    y, k, x_true = synthetic["blurry"], synthetic["kernel"], synthetic["sharp"]
+    result = deblur_alternating(y, psf_size=21)
+    assert result.sharp.shape == y.shape and result.psf.shape == (1, 2, 2, 21, 21)
+    assert kernel_similarity(result.psf[0, 0, 0], k) > 0.85
+    assert _psnr(result.sharp, x_true, 10) > _psnr(y, x_true, 10) + 3
+    assert float((result.reblurred - y).abs().mean()) < 0.03
+    # the sparse objective prefers what was found to the no-blur (delta) answer
+    delta = torch.zeros(21, 21)
+    delta[10, 10] = 1
+    assert l0_energy(y, result.psf[0, 0, 0], 1e-3) < l0_energy(y, delta, 1e-3)
+
+
+def test_blind_is_deterministic_and_keeps_channels(synthetic):
+    gray = synthetic["blurry"][..., :128, :128]
+    knobs = dict(psf_size=15, iterations=2, candidates=((9, 4e-3),))
+    a = deblur_alternating(gray, seed=1, **knobs)
+    b = deblur_alternating(gray, seed=1, **knobs)
+    assert torch.equal(a.sharp, b.sharp) and torch.equal(a.psf, b.psf)
+    assert a.sharp.shape == (1, 1, 128, 128) and a.code is None
+    colour = torch.cat([gray, gray.flip(-1), 1 - gray], dim=1)
+    c = deblur_alternating(colour, **knobs)
+    assert c.sharp.shape == (1, 3, 128, 128)
+    assert not torch.allclose(c.sharp[:, 0], c.sharp[:, 2])
+    assert 0 <= float(c.sharp.min()) and float(c.sharp.max()) <= 1
+
+
+def test_kernel_space_projection_and_code(synthetic):
+    class IdentitySpace:  # the PSF-type KernelSpace API, with the code = the flattened 41×41 PSF
+        psf_size = 41
+
+        def code_of_psf(self, psfs):
+            return psfs.flatten(-2).permute(0, 3, 1, 2)
+
+        def psf_of_code(self, code):
+            b, _, gh, gw = code.shape
+            return code.permute(0, 2, 3, 1).reshape(b, gh, gw, 41, 41)
+
+    y = synthetic["blurry"][..., :128, :128]
+    knobs = dict(psf_size=15, iterations=2, candidates=((9, 4e-3),))
+    plain = deblur_alternating(y, **knobs)
+    projected = deblur_alternating(y, IdentitySpace(), space_projection=True, **knobs)
+    assert torch.allclose(plain.psf, projected.psf, atol=1e-6)
+    assert projected.code.shape == (1, 41 * 41, 1, 1)
+    assert math.isclose(float(projected.code.sum()), 1.0, rel_tol=1e-5)
+
+
+def test_levin_protocol_and_bench_smoke(tmp_path):
+    from bench import levin
+
+    truth = np.random.default_rng(0).uniform(0, 255, (60, 60))
+    shifted = np.roll(truth, (2, -3), axis=(0, 1))
+    psnr, shift = levin.levin_psnr(shifted, truth)
+    assert psnr > 80 and shift == (2.0, -3.0)  # the estimate is sampled at p + shift
+    if not (levin.LEVIN_DIR / "im1_kernel5_img.png").exists():
+        pytest.skip("the Levin benchmark files are not here")
+    assert levin.main(["--images", "im1_kernel5", "--set", "iterations=1", "--set", "candidates=[[9, 0.004]]",
+                       "--threads", "1", "--out", str(tmp_path), "--tag", "smoke", "--figure", "1"]) == 0
+    payload = json.loads((tmp_path / "levin_smoke.json").read_text())
+    assert len(payload["rows"]) == 1 and payload["rows"][0]["psnr"] > payload["rows"][0]["psnr_blurry"]
+    assert (tmp_path / "levin_smoke.md").exists() and (tmp_path / "levin_smoke.png").exists()
+
+
+def test_blur_convention_of_the_synthetic_case(synthetic):
+    """The valid convolution of data.synthetic is the true convolution of models.psf_ops."""
+    reblurred = convolve(synthetic["sharp"], synthetic["kernel"][None, None])
+    assert float((reblurred - synthetic["blurry"])[..., 8:-8, 8:-8].abs().mean()) < 0.005
