@@ -147,15 +147,19 @@ def least_squares_kernel(
     reg: float = 1e-2,
     weight: torch.Tensor | None = None,
     project: bool = True,
+    prior: torch.Tensor | None = None,
+    prior_energy: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Closed-form kernel between a sharp and a blurry image: (B, C, H, W) each → (B, S, S).
 
     The Tikhonov-regularised least-squares kernel in the gradient domain,
-    ``K = Σ_d conj(∂_d X) ∂_d Y / (Σ_d |∂_d X|² + reg · mean|∂X|²)``, computed by FFT on the gray
-    images after both gradient maps are multiplied by ``weight`` (H, W) (default: a raised-cosine
-    taper over 2·S pixels at the border, which keeps the FFT's wrap-around out of the estimate).
-    The kernel is cut to ``size × size`` around its centre and, with ``project``, projected onto
-    PSFs (:func:`project_psf`).
+    ``K = (Σ_d conj(∂_d X) ∂_d Y + λ P) / (Σ_d |∂_d X|² + λ)`` with ``λ = reg · E``, computed by FFT on
+    the gray images after both gradient maps are multiplied by ``weight`` (H, W) (default: a
+    raised-cosine taper over 2·S pixels at the border, which keeps the FFT's wrap-around out of the
+    estimate). ``P`` is the spectrum of ``prior`` (B, S, S), the kernel that the estimate falls back
+    to where the image has no texture (default 0: plain Tikhonov); ``E`` is ``prior_energy`` (B,)
+    or, by default, the mean of ``Σ_d |∂_d X|²``. The kernel is cut to ``size × size`` around its
+    centre and, with ``project``, projected onto PSFs (:func:`project_psf`).
     """
     if size % 2 == 0:
         raise ValueError(f"kernel size must be odd, got {size}")
@@ -174,9 +178,12 @@ def least_squares_kernel(
         fy = torch.fft.rfft2(gy * weight)
         num = num + fx.conj() * fy
         den = den + fx.real.square() + fx.imag.square()
-    energy = den.mean(dim=(-2, -1), keepdim=True)
-    kernel = torch.fft.irfft2(num / (den + reg * energy + 1e-12), s=(h, w))
+    energy = den.mean(dim=(-2, -1), keepdim=True) if prior_energy is None else prior_energy.view(-1, 1, 1)
     r = size // 2
+    if prior is not None:
+        frame = F.pad(prior.float(), (0, max(0, w - size), 0, max(0, h - size)))[..., :h, :w]
+        num = num + reg * energy * torch.fft.rfft2(torch.roll(frame, shifts=(-r, -r), dims=(-2, -1)))
+    kernel = torch.fft.irfft2(num / (den + reg * energy + 1e-12), s=(h, w))
     kernel = torch.roll(kernel, shifts=(r, r), dims=(-2, -1))
     if h < size or w < size:  # tiny images: the kernel is cut to what the image holds
         kernel = F.pad(kernel, (0, max(0, size - w), 0, max(0, size - h)))
@@ -189,16 +196,21 @@ def least_squares_kernel_cells(
 ) -> torch.Tensor:
     """Closed-form kernel per code cell: (B, C, H, W) pair → (B, gh, gw, S, S) PSFs.
 
-    Each cell's kernel is estimated on the image weighted by that cell's partition-of-unity weight
-    (:func:`cell_weights`, support two cells wide) times the border taper of
-    :func:`least_squares_kernel`. A 1×1 grid is one :func:`least_squares_kernel`.
+    First the kernel of the whole image; then each cell's kernel on the image weighted by that
+    cell's partition-of-unity weight (:func:`cell_weights`, support two cells wide) times the border
+    taper of :func:`least_squares_kernel`, regularised towards the whole image's kernel with the
+    strength the image's average texture would give the cell: a cell without texture (sky, a wall)
+    falls back to the global blur instead of to noise. A 1×1 grid is one :func:`least_squares_kernel`.
     """
     b, _, h, w = sharp.shape
     gh, gw = math.ceil(h / cell), math.ceil(w / cell)
     taper = _border_taper(h, 2 * size, sharp.device, torch.float32)[:, None] * \
         _border_taper(w, 2 * size, sharp.device, torch.float32)[None, :]
+    whole = least_squares_kernel(sharp, blur, size, reg, taper)
     if gh == 1 and gw == 1:
-        return least_squares_kernel(sharp, blur, size, reg, taper)[:, None, None]
+        return whole[:, None, None]
+    gray = sharp.float().mean(dim=1)
+    density = sum(g.mul(taper).square().sum(dim=(-2, -1)) for g in _gradients(gray)) / taper.square().sum()
     wy = cell_weights(gh, h, cell).to(taper)
     wx = cell_weights(gw, w, cell).to(taper)
     out = torch.empty(b, gh, gw, size, size, device=sharp.device)
@@ -210,5 +222,6 @@ def least_squares_kernel_cells(
             left, right = int(cols[0]), int(cols[-1]) + 1
             weight = (wy[i, top:bottom, None] * wx[j, None, left:right]) * taper[top:bottom, left:right]
             out[:, i, j] = least_squares_kernel(sharp[..., top:bottom, left:right],
-                                                blur[..., top:bottom, left:right], size, reg, weight)
+                                                blur[..., top:bottom, left:right], size, reg, weight,
+                                                prior=whole, prior_energy=density * weight.square().sum())
     return out

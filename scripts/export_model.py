@@ -5,9 +5,13 @@ published state_dict in, our format out, optionally with float16 weights.
 ``--half`` halves the file; the weights load back as float32 (PSNR of F(x, G(x, y)) against the
 float32 model's output is printed, on a random pair, so the loss of precision is visible).
 
+``--set KEY=VALUE`` changes a model setting that has no weights (for example the psf type's
+``PSF.reg``, the regularisation of G's closed-form kernel, or ``PSF.refine_steps``); a key that
+would change the weights' shapes is refused.
+
 Example:
-    python scripts/export_model.py --input experiments/default_small/models/latest.pth \\
-        --output pretrained/default_small.pth --half
+    python scripts/export_model.py --input experiments/default_psf/models/latest.pth \\
+        --output pretrained/default_psf.pth --half --set PSF.reg=1.0
 """
 
 from __future__ import annotations
@@ -20,17 +24,27 @@ from typing import Sequence
 import torch
 
 from models import KernelSpace
-from utils.errors import run_cli
+from utils.config import build_config, load_schema
+from utils.errors import UserError, run_cli
 from utils.metrics import psnr
 
 
-def export_model(src: str, dst: str, half: bool = False) -> float:
-    """Copy the checkpoint at ``src`` to ``dst`` in our format (float16 weights with ``half``).
+def export_model(src: str, dst: str, half: bool = False, overrides: Sequence[str] = ()) -> float:
+    """Copy the checkpoint at ``src`` to ``dst`` in our format (float16 weights with ``half``; the
+    model config changed by ``overrides``, ``--set`` items, which must leave the weights' shapes).
 
     Returns the PSNR (dB) of the written model's re-blur F(x, G(x, y)) against the source model's on
     a seeded random 128×128 pair (inf when identical).
     """
     model = KernelSpace.load(src)
+    if overrides:
+        config = build_config(load_schema("model"), model.config, overrides, source="--set")
+        changed = KernelSpace(config, model.meta)
+        try:
+            changed.load_state_dict(model.state_dict())
+        except RuntimeError as exc:
+            raise UserError(f"--set {' '.join(overrides)}: changes the model's weights, not a setting") from exc
+        model = changed.eval()
     model.save(dst, half=half)
     written = KernelSpace.load(dst)
     gen = torch.Generator().manual_seed(0)
@@ -45,8 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", required=True, help="checkpoint to export (ours or published)")
     parser.add_argument("--output", required=True, help="where to write it")
     parser.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a model setting without weights, e.g. PSF.reg=1.0 (repeatable)")
     args = parser.parse_args(argv)
-    psnr = export_model(args.input, args.output, args.half)
+    psnr = export_model(args.input, args.output, args.half, args.set)
     size = Path(args.output).stat().st_size / 1e6
     print(f"wrote {args.output} ({size:.1f} MB); its re-blur vs the input model's: {psnr:.1f} dB")
     return 0

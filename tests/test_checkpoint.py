@@ -166,3 +166,20 @@ def test_half_precision_export_halves_the_file_and_keeps_outputs(tiny_model, tmp
     with torch.no_grad():
         err = (loaded(sharp, blur) - tiny_model(sharp, blur)).abs().max().item()
     assert 0 < err < 1e-2
+
+
+def test_export_changes_a_setting_but_not_the_weights(tmp_path):
+    torch.manual_seed(0)
+    src, dst = tmp_path / "psf.pth", tmp_path / "psf_reg.pth"
+    KernelSpace.from_config({"generator": "psf", "kernel_dim": 8, "PSF": {"size": 9, "width": 16, "depth": 1}}).save(
+        str(src))
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "scripts/export_model.py", "--input", str(src), "--output", str(dst),
+                           "--set", "PSF.reg=0.5"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert KernelSpace.load(str(dst)).config["PSF"]["reg"] == 0.5
+    proc = subprocess.run([sys.executable, "scripts/export_model.py", "--input", str(src), "--output",
+                           str(tmp_path / "bad.pth"), "--set", "PSF.width=32"], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "not a setting" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad.pth").exists()
