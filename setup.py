@@ -19,7 +19,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["models", "models.*", "data", "data.*", "losses", "losses.*", "utils", "utils.*",
-                                    "training", "training.*"]),
+                                    "training", "training.*", "deblurring", "deblurring.*"]),
     py_modules=["train", "deblur", "transfer"],
     install_requires=requirements,
     extras_require={"dev": ["ruff"]},
