@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from data.image_io import LoadedImage, read_image, to_numpy, to_tensor, write_image
 from models import KernelSpace, code_grid_size, pad_to_multiple, resample_code
-from models.kernel_space import GRID
+from models.psf_ops import CELL
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
@@ -46,8 +46,8 @@ BLENDS = ("cosine", "linear")
 # -- tiles ----------------------------------------------------------------------------------------
 def check_tiling(tile: int, overlap: int, name: str = "tile") -> None:
     """Raise UserError unless ``tile`` is a multiple of 128 (>= 256) and 0 <= ``overlap`` <= tile/2."""
-    if not isinstance(tile, int) or tile < 2 * GRID or tile % GRID:
-        raise UserError(f"{name} must be a multiple of {GRID} and at least {2 * GRID} pixels, got {tile!r}")
+    if not isinstance(tile, int) or tile < 2 * CELL or tile % CELL:
+        raise UserError(f"{name} must be a multiple of {CELL} and at least {2 * CELL} pixels, got {tile!r}")
     if not isinstance(overlap, int) or not 0 <= overlap <= tile // 2:
         raise UserError(f"overlap must be between 0 and {name}/2 = {tile // 2} pixels, got {overlap!r}")
 
@@ -60,7 +60,7 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """
     if length <= tile:
         return [0]
-    stride = max(GRID, (tile - overlap) // GRID * GRID)
+    stride = max(CELL, (tile - overlap) // CELL * CELL)
     starts = list(range(0, length - tile, stride))
     return starts + [length - tile]
 
@@ -122,7 +122,7 @@ def apply_code(
     for top, left, th, tw in tqdm(tiles, desc=f"F on {len(tiles)} tiles", unit="tile", leave=False,
                                   disable=not progress):
         piece = padded[..., top:top + th, left:left + tw].to(device)
-        cells = code[..., top // GRID:(top + th) // GRID, left // GRID:(left + tw) // GRID]
+        cells = code[..., top // CELL:(top + th) // CELL, left // CELL:(left + tw) // CELL]
         pred = kernel_space.apply(piece, cells).to(target.device)
         wy = ramp(th, overlap if top > 0 else 0, overlap if top + th < hp else 0, blend)
         wx = ramp(tw, overlap if left > 0 else 0, overlap if left + tw < wp else 0, blend)
@@ -157,19 +157,19 @@ def extract_code(
     if tile is None or (hp <= tile and wp <= tile) or kernel_space.generator_type == "psf":
         return kernel_space.extract_code(sharp.to(device), blur.to(device))
     check_tiling(tile, overlap, "encode_tile")
-    gh, gw = hp // GRID, wp // GRID
+    gh, gw = hp // CELL, wp // CELL
     code = torch.zeros((1, kernel_space.kernel_dim, gh, gw), dtype=torch.float32, device=device)
     total = torch.zeros((1, 1, gh, gw), dtype=torch.float32, device=device)
-    cells_overlap = overlap // GRID
+    cells_overlap = overlap // CELL
     for top, left, th, tw in _tiles(hp, wp, tile, overlap):
         rows, cols = slice(top, top + th), slice(left, left + tw)
         part = kernel_space.extract_code(padded_sharp[..., rows, cols].to(device),
                                          padded_blur[..., rows, cols].to(device))
-        ch, cw = th // GRID, tw // GRID
+        ch, cw = th // CELL, tw // CELL
         wy = ramp(ch, cells_overlap if top > 0 else 0, cells_overlap if top + th < hp else 0, blend)
         wx = ramp(cw, cells_overlap if left > 0 else 0, cells_overlap if left + tw < wp else 0, blend)
         weight = (wy[:, None] * wx[None, :]).to(device)
-        r0, c0 = top // GRID, left // GRID
+        r0, c0 = top // CELL, left // CELL
         code[..., r0:r0 + ch, c0:c0 + cw] += part * weight
         total[..., r0:r0 + ch, c0:c0 + cw] += weight
     return code / total

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import PreprocessBlock
+from models.blocks import PreprocessBlock, safe_reflect_pad
 from models.blur_generator import BlurGenerator
 from models.kernel_extractor import KernelExtractor
 from models.psf_extractor import PSFKernelExtractor, refine_code
@@ -28,13 +28,12 @@ from models.psf_ops import CELL
 from utils.config import build_config, load_schema
 from utils.errors import UserError
 
-GRID = CELL  # pixels per code cell (2 stride-2 convs in the PreprocessBlock, 5 in G; the PSF type's cells)
 GENERATOR_TYPES = ("unet", "psf")
 
 
 def code_grid_size(height: int, width: int) -> tuple[int, int]:
     """Size (gh, gw) of the code map of an H×W image: (ceil(H/128), ceil(W/128))."""
-    return math.ceil(height / GRID), math.ceil(width / GRID)
+    return math.ceil(height / CELL), math.ceil(width / CELL)
 
 
 def resample_code(code: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -45,17 +44,14 @@ def resample_code(code: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(code, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int = GRID) -> torch.Tensor:
+def pad_to_multiple(x: torch.Tensor, multiple: int = CELL) -> torch.Tensor:
     """Pad (B, C, H, W) at the bottom/right to multiples of ``multiple``.
 
     Reflection where the image is large enough, otherwise edge replication (tiny images).
     """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x if ph == 0 and pw == 0 else safe_reflect_pad(x, (0, pw, 0, ph))
 
 
 def model_config(cfg: Mapping[str, Any] | None = None, source: str = "model config") -> dict:

@@ -27,14 +27,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from models.blocks import safe_reflect_pad
+
 CELL = 128  # pixels per code cell (the kernel-code grid of KernelSpace)
-
-
-def _pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """Reflect-pad (B, C, H, W); edge replication where the image is too small to reflect."""
-    h, w = x.shape[-2:]
-    mode = "reflect" if max(top, bottom) < h and max(left, right) < w else "replicate"
-    return F.pad(x, (left, right, top, bottom), mode=mode)
 
 
 def _check_psf(psf: torch.Tensor) -> int:
@@ -60,7 +55,7 @@ def convolve(image: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
     r = _check_psf(psf)
     if psf.dim() != 4:
         raise ValueError(f"psf must have shape (B, 1 or C, S, S), got {tuple(psf.shape)}")
-    padded = _pad(image, r, r, r, r)
+    padded = safe_reflect_pad(image, r)
     return _fft_valid(padded, psf.to(image.dtype))
 
 
@@ -96,7 +91,7 @@ def blur_cells(image: torch.Tensor, psfs: torch.Tensor, cell: int = CELL) -> tor
     half = cell // 2
     ph, pw = gh * cell - h, gw * cell - w
     # windows of 2 cells (+ PSF radius) starting half a cell before each cell
-    padded = _pad(image, half + r, half + r + ph, half + r, half + r + pw)
+    padded = safe_reflect_pad(image, (half + r, half + r + pw, half + r, half + r + ph))
     window = 2 * cell + 2 * r
     patches = padded.unfold(2, window, cell).unfold(3, window, cell)  # (B, C, gh, gw, L, L)
     blurred = _fft_valid(patches, psfs[:, None])  # (B, C, gh, gw, 2cell, 2cell)
