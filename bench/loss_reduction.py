@@ -13,7 +13,8 @@ Writes bench/results/loss_reduction.md. CI runs only the smoke test (tests/test_
 
 Example (the model shipped before the loss was summed, and the one shipped now):
     git show 0a944df:pretrained/default_small.pth > default_small_meanloss.pth
-    python bench/loss_reduction.py --model default_small_meanloss.pth --model pretrained/default_small.pth
+    git show 03486be:pretrained/default_small.pth > default_small.pth
+    python bench/loss_reduction.py --model default_small_meanloss.pth --model default_small.pth
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ source pair it took the blur from.
 Examples:
     python scripts/augment_dataset.py --source datasets/synth --targets my_photos/ --out datasets/aug
     python scripts/augment_dataset.py --source-lmdb train_sharp.lmdb train_blur.lmdb --targets photos/ \\
-        --out datasets/aug --format lmdb --per-target 3 --seed 1 --model pretrained/default_small.pth
+        --out datasets/aug --format lmdb --per-target 3 --seed 1
 """
 
 from __future__ import annotations

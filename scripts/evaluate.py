@@ -27,8 +27,8 @@ validation sample). Results: a table on stdout and evaluate_<name>.json / .md / 
 
 Examples:
     python scripts/evaluate.py          # the shipped model, 100 synthetic pairs, seed 0 -> bench/results/
-    python scripts/evaluate.py --model pretrained/default_small.pth --synthetic 100 --seed 0
-    python scripts/evaluate.py --model experiments/default_small/models/latest.pth --synthetic 32 --name smoke
+    python scripts/evaluate.py --model pretrained/default_psf.pth --synthetic 100 --seed 0
+    python scripts/evaluate.py --model experiments/default_psf/models/latest.pth --synthetic 32 --name smoke
     python scripts/evaluate.py --model gopro.pth --data-lmdb val_sharp.lmdb val_blur.lmdb --crop 512 --limit 50
 """
 

@@ -2,13 +2,14 @@
 """A picture of blur transfer: the pair (x, y), the blur's PSF, and each target x̂ with ŷ = F(x̂, G(x, y)).
 
 Top row: x, y, the re-blur F(x, G(x, y)), the PSF of the code G(x, y) (F applied with the code to
-impulses, averaged over the 128×128 code cells; see models/psf.py) and, when --kernel gives the true
+impulses for the unet type, see models/psf_probe.py; the decoded PSF for the psf type; averaged over the
+128×128 code cells) and, when --kernel gives the true
 kernel of the pair, that kernel at the same scale. One row per target: x̂, ŷ, and with --kernel the reference
 x̂ ⊛ k and the error |ŷ − x̂ ⊛ k| (×4), with PSNRs in the labels. The defaults use the example
 images (the pair is blurred by examples/kernels/pair_motion.npy).
 
 Examples:
-    python scripts/transfer_demo.py --model pretrained/default_small.pth --output docs/transfer_grid.png
+    python scripts/transfer_demo.py --output docs/transfer_grid.png        # the shipped model
     python scripts/transfer_demo.py --model m.pth --sharp x.png --blur y.png --target a.png --target b.png \\
         --output grid.png
 """
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 
 from data.image_io import read_image, to_tensor, write_image
-from transfer import apply_code, extract_code, load_model, model_path_from_config
+from transfer import DEFAULT_CONFIG, apply_code, extract_code, load_model, model_path_from_config
+from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.metrics import psnr
@@ -129,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kernel_file = args.kernel
     if kernel_file is None and args.sharp == str(EXAMPLES / "pair_sharp.png"):
         kernel_file = str(EXAMPLES / "kernels" / "pair_motion.npy")
-    refuse_overwrite([args.output], [args.sharp, args.blur, *targets, kernel_file,  # issue 16
-                                    args.model or model_path_from_config("pretrained/default_small.pth")])
+    model_path = args.model or model_path_from_config(load_config(DEFAULT_CONFIG, "transfer")["model"])
+    refuse_overwrite([args.output], [args.sharp, args.blur, *targets, kernel_file, model_path])  # issue 16
     kernel = None
     if kernel_file is not None:
         try:
@@ -144,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{args.blur}: size {blurry.size} differs from {args.sharp} {sharp.size}")
     images = [read_image(t).rgb for t in targets]
     device = resolve_device(args.device)
-    model = load_model(args.model or model_path_from_config("pretrained/default_small.pth"), device)
+    model = load_model(model_path, device)
     figure = transfer_figure(model, sharp.rgb, blurry.rgb, images, kernel, args.panel)
     write_image(args.output, figure.astype(np.float32) / 255.0)
     print(f"wrote {args.output}")
