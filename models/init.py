@@ -55,5 +55,7 @@ def initialise_kernel_space(model: nn.Module, scheme: str) -> nn.Module:
     if scheme == "default":
         return model
     he_initialise(model)
-    model.generator.postprocess[-1].weight.data.mul_(RESIDUAL_SCALE)
+    postprocess = getattr(model.generator, "postprocess", None)  # the unet type's F; the psf type has no residual
+    if postprocess is not None:
+        postprocess[-1].weight.data.mul_(RESIDUAL_SCALE)
     return model
