@@ -48,20 +48,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data.build import build_synthetic  # noqa: E402
-from data.image_io import write_image  # noqa: E402
-from data.paired import PairedFolderDataset, PairedLMDBDataset  # noqa: E402
-from data.synthetic import blur_valid  # noqa: E402
-from losses.ssim import ssim  # noqa: E402
-from models import KernelSpace  # noqa: E402
-from transfer import DEFAULT_CONFIG, apply_code, extract_code, load_model, model_path_from_config  # noqa: E402
-from utils.config import build_config, load_config, load_schema  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_write  # noqa: E402
-from utils.metrics import kernel_similarity  # noqa: E402
+from data.build import build_synthetic
+from data.image_io import write_image
+from data.paired import PairedFolderDataset, PairedLMDBDataset
+from data.synthetic import blur_valid
+from models import KernelSpace
+from transfer import DEFAULT_CONFIG, apply_code, extract_code, load_model, model_path_from_config
+from utils.config import build_config, load_config, load_schema
+from utils.device import resolve_device
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_write
+from utils.metrics import kernel_similarity, psnr, ssim
 
 REPO = Path(__file__).resolve().parent.parent
 # scikit-image's bundled photographs used as new sharp targets x̂ (evaluation only; none needs a download)
@@ -75,12 +72,6 @@ METRICS = (
     ("transfer_ssim", "transfer SSIM: F(x̂, G(x, y)) vs x̂ ⊛ k", ""),
     ("kernel_similarity", "kernel similarity: PSF of G(x, y) vs k (best-shift NCC)", ""),
 )
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two images in [0, 1] of one shape (inf for identical images)."""
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 def load_photos(names: Sequence[str] = EVALUATION_PHOTOS) -> list[np.ndarray]:
