@@ -3,13 +3,14 @@
 Sharp photos: scikit-image's bundled images (the evaluation set; never used for training), centre
 crops of ``--size``. Each is blurred by a kernel from data/kernels.py (valid convolution of a larger
 crop, so no border artefacts), plus Gaussian noise (σ = 0.01) and 8-bit quantisation. Methods:
-the blurry input; ours with the fast preset; ours with the paper preset on the first ``--paper N``
-images (slow); non-blind Richardson–Lucy and Wiener deconvolution given the TRUE kernel.
+the blurry input; ours (``deblur.deblur_image``) with a preset, by default configs/deblur/default.yml,
+what ``deblur.py`` runs by default; ours with the paper preset on the first ``--paper N`` images
+(slow); non-blind Richardson–Lucy and Wiener deconvolution given the TRUE kernel.
 
 Writes bench/results/deblur_<tag>.md (table), .json (every number) and .png (mean PSNR/SSIM bars
 and an example row), unless --out says otherwise.
 
-  python bench/deblur_bench.py --model experiments/default_small/models/latest.pth
+  python bench/deblur_bench.py --threads 2 --tag default     # the default preset and model
   python bench/deblur_bench.py --model M.pth --images astronaut,coffee --config configs/deblur/fast.yml \\
                                --set iterations=200 --tag fast200
 """
@@ -125,7 +126,7 @@ def ours(kernel_space, cfg: dict, device: torch.device, seed: int) -> Callable[[
 
     def run(case: dict) -> np.ndarray:
         result = deblur_image(to_tensor(case["blurry"]), kernel_space, cfg, device, progress=False, seed=seed)
-        case["last_steps"] = sum(h["phase"] == "main" for h in result.history)
+        case["last_steps"] = sum(h.get("phase") == "main" or "level" in h for h in result.history)
         return to_numpy(result.sharp)
 
     return run
@@ -176,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, help="kernel-space checkpoint")
-    parser.add_argument("--config", default=str(REPO / "configs" / "deblur" / "fast.yml"), help="our preset")
+    parser.add_argument("--model", default=None, help="kernel-space checkpoint (default: the preset's model)")
+    parser.add_argument("--config", default=str(REPO / "configs" / "deblur" / "default.yml"), help="our preset")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override our preset")
     parser.add_argument("--images", default=",".join(PHOTOS[:6]), help="comma-separated skimage.data names")
     parser.add_argument("--size", type=int, default=256, help="side of the square test images")
@@ -195,21 +196,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of kernels, noise and the optimisation")
-    parser.add_argument("--tag", default="fast", help="results are bench/results/deblur_<tag>.*")
+    parser.add_argument("--tag", default="default", help="results are bench/results/deblur_<tag>.*")
     parser.add_argument("--out", default=str(OUT_DIR), help="results folder")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    kernel_space = KernelSpace.load(args.model, device)
     fast_cfg = load_config(args.config, "deblur", args.set)
+    if args.model is None:
+        args.model = str(REPO / fast_cfg["model"]) if not Path(fast_cfg["model"]).is_absolute() else fast_cfg["model"]
+    kernel_space = KernelSpace.load(args.model, device)
     rng = np.random.default_rng(args.seed)
     cases = [
         make_case(n.strip(), args.size, args.kernel_size, rng) for n in args.images.split(",") if n.strip()
     ]
     methods: dict[str, Callable[[dict], np.ndarray]] = {
         "blurry": lambda c: c["blurry"],
-        "ours_fast": ours(kernel_space, fast_cfg, device, args.seed),
+        "ours": ours(kernel_space, fast_cfg, device, args.seed),
         "richardson_lucy": lambda c: richardson_lucy(c["blurry"], c["kernel"]),
         "wiener": lambda c: wiener(c["blurry"], c["kernel"]),
     }

@@ -1,7 +1,9 @@
 """Levin et al. (2009) blind-deblurring benchmark: PSNR by the published protocol, kernel similarity, time.
 
 The 32 blurry images of ``../shared/benchmarks/levin`` (4 photos × 8 camera-shake kernels) are
-deblurred by :func:`deblurring.alternating.deblur_alternating` and scored as in that folder's
+deblurred by :func:`deblurring.alternating.deblur_alternating` with the knobs of a deblur preset
+(``--config``, default configs/deblur/default.yml: what ``deblur.py`` runs by default; no model, the
+images are gray) and scored as in that folder's
 README: gray, 0–255 (the result is rounded to 8 bits, as a saved PNG would be), 15 px cropped from
 every border of the ground truth, the shift of the result (|shift| ≤ 10 px in 0.25-px steps,
 bilinear) that minimises the squared error, PSNR at that shift. Also reported: the best-shift NCC
@@ -12,7 +14,7 @@ Evaluation only: nothing here is ever trained on these images.
 Writes bench/results/levin_<tag>.md (per-kernel table), .json (every number) and .png (a few
 results: blurry, ours, sharp, with the found and the true PSF), unless --out says otherwise.
 
-  python bench/levin.py --threads 2                       # all 32 images
+  python bench/levin.py --threads 2 --tag default        # all 32 images, the default preset
   python bench/levin.py --images im1_kernel1,im2_kernel4 --set iterations=3 --tag dev
   python bench/levin.py --true-kernel --tag nonblind      # non-blind step with the true kernels
 """
@@ -164,12 +166,16 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table, the numbers and the figure."""
     from deblurring.alternating import deblur_alternating
+    from deblurring.config import deblur_config
     from deblurring.nonblind import deconvolve
+    from utils.config import load_config
     from utils.fileio import atomic_write
     from utils.metrics import kernel_similarity
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", default=",".join(ALL_IMAGES), help="comma-separated names im{i}_kernel{j}")
+    parser.add_argument("--config", default=str(REPO / "configs" / "deblur" / "default.yml"),
+                        help="deblur preset whose `alternating` section gives the knobs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="keyword of deblur_alternating (YAML value), e.g. --set iterations=3")
     parser.add_argument("--true-kernel", action="store_true",
@@ -183,7 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    knobs = _parse_sets(args.set)
+    preset = deblur_config(load_config(args.config, "deblur"), source=args.config)
+    if preset["algorithm"] != "alternating":
+        raise UserError(f"{args.config}: algorithm {preset['algorithm']!r}; this benchmark runs 'alternating'")
+    knobs = {**preset["alternating"], **_parse_sets(args.set)}
     names = [n.strip() for n in args.images.split(",") if n.strip()]
     rows: list[dict[str, Any]] = []
     examples: list[dict[str, Any]] = []
@@ -222,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [
         f"# Levin et al. 2009 benchmark ({args.tag})",
         "",
-        f"{method} {' '.join(args.set)}; {len(rows)} images; {args.threads} torch threads; seed {args.seed}.",
+        f"{method}, preset `{Path(args.config).name}` {' '.join(args.set)}; {len(rows)} images; "
+        f"{args.threads} torch threads; seed {args.seed}.",
         "Protocol: gray 0–255 (result rounded to 8 bits), 15 px crop, best shift |s| ≤ 10 px in 0.25-px steps "
         "(bilinear), PSNR at that shift. Kernel NCC: best-shift normalised cross-correlation with gt/kernelJ.png.",
         "",

@@ -226,7 +226,7 @@ def _resize_image(image: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def _resize_support(psfs: torch.Tensor, size: int) -> torch.Tensor:
+def resize_support(psfs: torch.Tensor, size: int) -> torch.Tensor:
     """PSFs (..., S, S) zero-padded or cut about their centre to (..., size, size) (both odd)."""
     s = psfs.shape[-1]
     if size >= s:
@@ -235,11 +235,27 @@ def _resize_support(psfs: torch.Tensor, size: int) -> torch.Tensor:
     return psfs[..., lo:lo + size, lo:lo + size]
 
 
+def _space_device(kernel_space: Any) -> torch.device:
+    """Where a kernel space's weights are (the CPU for one without parameters)."""
+    try:
+        return next(iter(kernel_space.parameters())).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
+def code_of_psfs(psfs: torch.Tensor, kernel_space: Any) -> torch.Tensor:
+    """PSFs (1, gh, gw, S, S) → the PSF-type kernel space's code (1, kernel_dim, gh, gw) on the CPU
+    (the PSFs zero-padded or cut about their centre to the model's PSF size first)."""
+    with torch.no_grad():
+        k = resize_support(psfs, int(kernel_space.psf_size)).to(_space_device(kernel_space))
+        return kernel_space.code_of_psf(k).float().cpu()
+
+
 def _project_to_space(psfs: torch.Tensor, kernel_space: Any) -> torch.Tensor:
     """PSFs (1, gh, gw, S, S) → their projection ``ks.psf_of_code(ks.code_of_psf(·))`` at the same size."""
     with torch.no_grad():
-        k = _resize_support(psfs, int(kernel_space.psf_size))
-        out = _resize_support(kernel_space.psf_of_code(kernel_space.code_of_psf(k)).float().cpu(), psfs.shape[-1])
+        code = code_of_psfs(psfs, kernel_space).to(_space_device(kernel_space))
+        out = resize_support(kernel_space.psf_of_code(code).float().cpu(), psfs.shape[-1])
     out = out.clamp_min(0)
     return out / out.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
 
@@ -436,7 +452,6 @@ def deblur_alternating(
     reblurred = blur_cells(sharp, psfs).clamp(0, 1)
     code = None
     if kernel_space is not None:
-        with torch.no_grad():
-            code = kernel_space.code_of_psf(_resize_support(psfs, int(kernel_space.psf_size))).float().cpu()
+        code = code_of_psfs(psfs, kernel_space)
     report({"final_weight": final_weight})
     return DeblurResult(sharp=sharp, code=code, reblurred=reblurred, history=history, psf=psfs)

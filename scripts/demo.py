@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """The quick-start demo (``make demo``): deblur the shipped example with the shipped model.
 
-Reads ``examples/blurry_astronaut.png``, deblurs it with ``configs/deblur/fast.yml`` and the shipped
-model, writes the result and a before/after picture under ``--out`` (default ``demo_output/``), and
-prints the PSNR against the example's ground truth and the time taken.
+Reads ``examples/blurry_astronaut.png``, deblurs it with the default preset
+(``configs/deblur/default.yml``) and the shipped model, writes the result and a before/after
+picture under ``--out`` (default ``demo_output/``), and prints the PSNR against the example's ground
+truth and the time taken.
 
 Example:
     python scripts/demo.py --device cpu
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     device = resolve_device(args.device)
-    cfg = load_config(ROOT / "configs" / "deblur" / "fast.yml", "deblur")
+    cfg = load_config(ROOT / "configs" / "deblur" / "default.yml", "deblur")
     model_path = Path(args.model or cfg["model"])
     if not model_path.is_absolute() and not model_path.exists():
         model_path = ROOT / model_path
