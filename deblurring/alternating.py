@@ -358,6 +358,8 @@ def deblur_alternating(
     final_alpha: float = 0.8,
     final_beta_rate: float = 2.0,
     final_beta_max: float = 1024.0,
+    polish: int | None = None,
+    polish_reg: float = 0.3,
     seed: int = 0,
     progress: bool | Callable[[dict[str, Any]], None] = False,
 ) -> DeblurResult:
@@ -380,7 +382,11 @@ def deblur_alternating(
     cell at full size (images larger than a cell); ``space_projection`` projects the full-size
     kernels onto ``kernel_space`` (``ks.psf_of_code(ks.code_of_psf(k))``). The final non-blind step
     uses data weight ``final_weight`` (default ``final_noise_scale / σ^(2/3)`` with σ the estimated
-    noise, clamped to [200, 5000]), prior exponent ``final_alpha`` and the β schedule. ``seed`` is
+    noise, clamped to [200, 5000]), prior exponent ``final_alpha`` and the β schedule. ``polish``
+    times (default: 2 for σ ≥ 0.003, else 0) the kernel is re-estimated at full size from that
+    result (least squares, Tikhonov ``polish_reg``) and the image deconvolved again: on noisy photos
+    the L0 stage's kernel is the weak part (σ = 0.01 photos: +2.62 → +2.98 dB; on the clean Levin
+    images it costs 0.3 dB, hence off there). Uniform PSFs only. ``seed`` is
     accepted for a uniform interface: nothing is random, the output depends on the input only.
     ``progress``: True prints one line per candidate, a callable gets every history entry.
 
@@ -403,6 +409,8 @@ def deblur_alternating(
     sigma = max(estimate_noise(y_full), 1e-4)
     if prefilter is None:  # measured: σ = 1 px on the σ = 0.01 photos; nothing on the clean Levin images
         prefilter = 0.0 if sigma < 0.003 else min(1.0, 100 * sigma)
+    if polish is None:
+        polish = 0 if sigma < 0.003 else 2
     if kernel_threshold is None:  # measured: faint PSF values are mostly noise on the σ = 0.01 photos
         kernel_threshold = 0.05 if sigma < 0.003 else 0.1  # (+0.7 dB there, rocket −4.8 → +3.1 dB), but
         # the long thin tails of the clean Levin kernels need 0.05 (0.1 there: 32.7 → 30.1 dB)
@@ -455,6 +463,12 @@ def deblur_alternating(
                  margin=psf_size)
     if bool((psfs == psfs[:, :1, :1]).all()):  # one PSF: one deconvolution of the whole image, not one per cell
         sharp = deconvolve(y_full, psfs[:, 0, 0, None], **knobs)
+        for _ in range(polish):
+            k = least_squares_kernel(sharp.mean(dim=1, keepdim=True), y_full.mean(dim=1, keepdim=True),
+                                     psf_size, reg=polish_reg, project=False)[0]
+            psfs = project_kernel(k, kernel_threshold, kernel_min_mass)[None, None, None]
+            psfs = psfs.expand(1, gh, gw, psf_size, psf_size).contiguous()
+            sharp = deconvolve(y_full, psfs[:, 0, 0, None], **knobs)
         reblurred = convolve(sharp, psfs[:, 0, 0, None]).clamp(0, 1)
     else:
         sharp = deconvolve_cells(y_full, psfs, **knobs)
