@@ -193,13 +193,8 @@ class KernelSpace(nn.Module):
         if sharp.shape != blur.shape:
             raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
         if self.preprocess is None:
-            if self.training:
-                encoded = self.extractor(sharp, blur)
-            else:
-                estimate = self.extractor.estimate(sharp, blur)
-                encoded = self.extractor.encoder(estimate)
-                mean = self._refine(encoded[0] if isinstance(encoded, tuple) else encoded, estimate)
-                encoded = (mean, encoded[1]) if isinstance(encoded, tuple) else mean
+            encoded = self.extractor(sharp, blur) if self.training else self._encode_psf(
+                self.extractor.estimate(sharp, blur))
             return (None if choose_code is None else self.generator(sharp, choose_code(encoded))), encoded
         h, w = sharp.shape[-2:]
         padded = pad_to_multiple(torch.cat([sharp, blur], dim=0))
@@ -233,13 +228,17 @@ class KernelSpace(nn.Module):
         ``PSF.refine_steps`` steps of :func:`~models.psf_extractor.refine_code`."""
         if self.generator_type != "psf":
             raise ValueError("code_of_psf needs a kernel space of the psf generator type")
-        code = self.extractor.encoder(psf)
-        return self._refine(code[0] if isinstance(code, tuple) else code, psf)
+        code = self._encode_psf(psf)
+        return code[0] if isinstance(code, tuple) else code
 
-    def _refine(self, code: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
-        """psf type: the encoder's ``code`` refined towards decoding to ``psf`` (``PSF.refine_steps``)."""
+    def _encode_psf(self, psf: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """psf type: the kernel encoder's code of ``psf`` (mean, sigma for a VAE), its (mean) code
+        refined towards decoding to ``psf`` (``PSF.refine_steps``)."""
         p = self.config["PSF"]
-        return refine_code(self.generator.decoder, code, psf, p["refine_steps"], p["refine_lr"])
+        encoded = self.extractor.encoder(psf)
+        mean = encoded[0] if isinstance(encoded, tuple) else encoded
+        mean = refine_code(self.generator.decoder, mean, psf, p["refine_steps"], p["refine_lr"])
+        return (mean, encoded[1]) if isinstance(encoded, tuple) else mean
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str, meta: Mapping[str, Any] | None = None, half: bool = False) -> None:
