@@ -179,6 +179,11 @@ def test_override_errors_exit_2(tmp_path, capsys):
     assert "train.kernel_weight" in capsys.readouterr().err
     assert run_train(tmp_path, "train.kernel_teacher=1.5") == 2
     assert "train.kernel_teacher" in capsys.readouterr().err
+    assert run_train(tmp_path, "train.kernel_batch=4") == 2  # the unet type has no kernel auto-encoder
+    assert "train.kernel_batch" in capsys.readouterr().err
+    psf = ("KernelWizard.generator=psf", "KernelWizard.PSF.size=15", "train.kernel_batch=4")
+    assert run_train(tmp_path, *psf) == 2  # no kernel_weight: the auto-encoded kernels would weigh nothing
+    assert "train.kernel_weight > 0" in capsys.readouterr().err
 
 
 def test_allowed_values_come_from_the_schema(tmp_path, capsys):

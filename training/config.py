@@ -67,6 +67,7 @@ def check_train_config(cfg: dict, source: str = "config") -> None:
                 f"{source}: config key 'train.{key}' needs the true kernels of synthetic training data "
                 f"(datasets.train.mode: synthetic), got mode {mode!r}"
             )
-    if t["kernel_batch"] > 0 and (cfg["KernelWizard"]["generator"] != "psf" or mode != "synthetic"):
-        raise UserError(f"{source}: config key 'train.kernel_batch' needs KernelWizard.generator: psf and "
-                        "synthetic training data (its kernel settings)")
+    if t["kernel_batch"] > 0 and (cfg["KernelWizard"]["generator"] != "psf" or mode != "synthetic"
+                                  or t["kernel_weight"] <= 0):
+        raise UserError(f"{source}: config key 'train.kernel_batch' needs KernelWizard.generator: psf, "
+                        "synthetic training data (its kernel settings) and train.kernel_weight > 0 (its loss weight)")

@@ -164,7 +164,7 @@ def train_step(
             projection = kernel_projection(ks.kernel_dim, kernel.shape[-1], blur.device)
             teacher = kernel_code_target(kernel[:n_teacher], projection) if n_teacher else None
     with autocast:
-        out = forward(sharp, blur, teacher, psfs) if psfs is not None else forward(sharp, blur, teacher)
+        out = forward(sharp, blur, teacher, psfs)
     pred, code_mean, kl = out[:3]
     pixel = pixel_loss(pred.float(), blur, t["pixel_criterion"])
     loss = t["pixel_weight"] * pixel + t["kl_weight"] * kl.float()
