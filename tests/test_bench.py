@@ -1,6 +1,9 @@
 """Every benchmark in bench/ runs in a seconds-long smoke mode, so a change that breaks one fails here
-(full runs write bench/results/ and are not part of the tests). Not yet covered here: bench/levin.py and
-bench/deblur_bench.py (being reworked by the deblurring issue; they need a smoke mode too).
+(full runs write bench/results/ and are not part of the tests). bench/deblur_bench.py and bench/levin.py
+run their preset with one alternation and one candidate on tiny inputs; the numbers deblur_bench.py
+writes are checked against an independent computation. bench/levin.py needs the Levin files
+(``../shared/benchmarks/levin``) and is skipped without them; its protocol is tested in
+tests/test_deblurring.py::test_levin_protocol_and_bench_smoke.
 Also: every script of scripts/ starts as ``python scripts/x.py`` (no sys.path patches: the project is
 installed with ``pip install -e .``)."""
 
@@ -12,11 +15,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-NOT_YET = {"levin.py", "deblur_bench.py"}  # see the module docstring
+LEVIN_DIR = REPO.parent / "shared" / "benchmarks" / "levin"  # bench/levin.py's default --root
+# the deblur benchmarks' preset cut to one alternation of one candidate, no polish (seconds, not minutes)
+FAST_ALTERNATING = ("iterations=1", "candidates=[[9, 0.004]]", "polish=0")
+# a PSF of the true kernel's side: a 31-px PSF on a 64² image after one alternation is noise (8 dB)
+DEBLUR_SMOKE = {"images": ("astronaut", "camera"), "size": 64, "kernel_size": 9, "seed": 0}
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -39,22 +48,98 @@ def smoke_cases(out: Path) -> dict[str, tuple[tuple[str, ...], Path]]:
                                  "--out", str(out / "bottleneck_bound.md")), out / "bottleneck_bound.md"),
         "loss_reduction.py": (("--config", "configs/train/ci_tiny.yml", "--output", str(out / "loss_reduction.md")),
                               out / "loss_reduction.md"),
+        "deblur_bench.py": (("--images", ",".join(DEBLUR_SMOKE["images"]), "--size", str(DEBLUR_SMOKE["size"]),
+                             "--kernel-size", str(DEBLUR_SMOKE["kernel_size"]), "--seed", str(DEBLUR_SMOKE["seed"]),
+                             *(a for knob in (*FAST_ALTERNATING, f"psf_size={DEBLUR_SMOKE['kernel_size']}")
+                               for a in ("--set", f"alternating.{knob}")),
+                             "--threads", "1", "--tag", "smoke", "--out", str(out)), out / "deblur_smoke.json"),
+        "levin.py": (("--images", "im1_kernel5", *(a for knob in FAST_ALTERNATING for a in ("--set", knob)),
+                      "--threads", "1", "--figure", "1", "--tag", "smoke", "--out", str(out)),
+                     out / "levin_smoke.json"),
     }
 
 
 def test_every_benchmark_has_a_smoke_test(tmp_path):
-    scripts = {p.name for p in (REPO / "bench").glob("*.py")} - NOT_YET
+    scripts = {p.name for p in (REPO / "bench").glob("*.py")}
     assert scripts == set(smoke_cases(tmp_path)), "add the new bench script's smoke arguments to smoke_cases"
 
 
 @pytest.mark.parametrize("script", sorted(smoke_cases(Path("out"))))
 def test_benchmark_smoke(script, tmp_path):
+    if script == "levin.py" and not (LEVIN_DIR / "im1_kernel5_img.png").exists():
+        pytest.skip(f"the Levin benchmark files are not in {LEVIN_DIR}")
     args, written = smoke_cases(tmp_path)[script]
     run(f"bench/{script}", *args)
     assert written.is_file() and written.stat().st_size > 0
     if script == "train_speed.py":
         rows = json.loads(written.read_text())["results"]
         assert {r["variant"] for r in rows} >= {"plain", "shared"} and all(r["samples_per_s"] > 0 for r in rows)
+    if script == "deblur_bench.py":
+        check_deblur_bench(tmp_path)
+    if script == "levin.py":
+        check_levin(tmp_path)
+
+
+def _picture(path: Path) -> np.ndarray:
+    picture = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.ndim == 3 and min(picture.shape[:2]) > 32, path
+    return picture
+
+
+def check_deblur_bench(out: Path) -> None:
+    """The table, the numbers and the plot of a deblur_bench.py smoke run (DEBLUR_SMOKE) are consistent."""
+    from scipy.signal import fftconvolve
+
+    from bench.deblur_bench import NOISE_SIGMA, make_case
+
+    payload = json.loads((out / "deblur_smoke.json").read_text())
+    text = (out / "deblur_smoke.md").read_text()
+    _picture(out / "deblur_smoke.png")
+    methods = {"blurry", "ours", "richardson_lucy", "wiener"}
+    rows = {(r["image"], r["method"]): r for r in payload["rows"]}
+    assert set(rows) == {(i, m) for i in DEBLUR_SMOKE["images"] for m in methods}
+    assert len(payload["rows"]) == len(rows)
+    for r in payload["rows"]:
+        assert all(np.isfinite(r[k]) for k in ("psnr", "ssim", "seconds")), r
+        assert 10 < r["psnr"] < 60 and 0 < r["ssim"] <= 1 and r["seconds"] >= 0, r
+        assert f"| {r['image']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} |" in text
+    for image in DEBLUR_SMOKE["images"]:  # the preset really ran, one alternation, and changed the input
+        assert rows[image, "ours"]["steps"] == 1 and rows[image, "ours"]["psnr"] != rows[image, "blurry"]["psnr"]
+    summary = payload["summary"]
+    assert set(summary) == methods
+    for method, s in summary.items():
+        mine = [r for r in payload["rows"] if r["method"] == method]
+        assert s["images"] == len(DEBLUR_SMOKE["images"])
+        assert s["psnr"] == pytest.approx(np.mean([r["psnr"] for r in mine]))
+        assert f"| {method} | {s['images']} | {s['psnr']:.2f} | {s['ssim']:.4f} |" in text
+    # the blurry rows, recomputed here: the same cases (same seed, same order), PSNR from its definition
+    rng = np.random.default_rng(DEBLUR_SMOKE["seed"])
+    for image in DEBLUR_SMOKE["images"]:
+        case = make_case(image, DEBLUR_SMOKE["size"], DEBLUR_SMOKE["kernel_size"], rng)
+        sharp, blurry, kernel = case["sharp"].astype(np.float64), case["blurry"].astype(np.float64), case["kernel"]
+        assert sharp.shape == blurry.shape == (DEBLUR_SMOKE["size"],) * 2 + (3,)
+        assert kernel.shape == (DEBLUR_SMOKE["kernel_size"],) * 2 and kernel.sum() == pytest.approx(1, abs=1e-4)
+        psnr = 10 * np.log10(1 / np.mean((blurry - sharp) ** 2))
+        assert rows[image, "blurry"]["psnr"] == pytest.approx(psnr, abs=1e-4)
+        # the blurry image is the sharp one convolved with the true kernel plus σ-noise (interior: valid part)
+        r = DEBLUR_SMOKE["kernel_size"] // 2
+        reblurred = np.stack([fftconvolve(sharp[:, :, c], kernel, mode="valid") for c in range(3)], axis=2)
+        residual = blurry[r:-r, r:-r] - reblurred
+        assert abs(residual.mean()) < 0.003 and 0.8 * NOISE_SIGMA < residual.std() < 1.3 * NOISE_SIGMA
+    # non-blind deconvolution given the true kernel beats doing nothing, on average
+    assert min(summary["richardson_lucy"]["psnr"], summary["wiener"]["psnr"]) > summary["blurry"]["psnr"]
+
+
+def check_levin(out: Path) -> None:
+    """The table, the numbers and the figure of a levin.py smoke run (one image) are consistent."""
+    payload = json.loads((out / "levin_smoke.json").read_text())
+    (row,) = payload["rows"]
+    assert row["image"] == "im1_kernel5" and row["psnr"] > row["psnr_blurry"] > 10
+    assert np.isfinite(row["kernel_similarity"]) and -1 <= row["kernel_similarity"] <= 1
+    assert payload["knobs"]["iterations"] == 1 and payload["knobs"]["candidates"] == [[9, 0.004]]
+    assert payload["mean"]["psnr"] == pytest.approx(row["psnr"])
+    assert f"| {row['image']} | {row['psnr_blurry']:.2f} | {row['psnr']:.2f} |" in (out / "levin_smoke.md").read_text()
+    _picture(out / "levin_smoke.png")
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "scripts").glob("*.py")))
