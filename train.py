@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from training.config import load_train_config
 from training.loop import train
+from training.state import ExperimentPaths, refuse_overwriting_inputs
 from utils.device import resolve_device
 from utils.errors import run_cli
 
@@ -46,8 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     args = parser.parse_args(argv)
     cfg = load_train_config(args.opt, args.set)
+    resume = args.resume or cfg["path"]["resume_state"]
+    paths = ExperimentPaths(Path(cfg["path"]["root"]) / cfg["name"])
+    # issue 16: the experiment's files may not replace the config or the pretrained weights it reads
+    refuse_overwriting_inputs(paths, args.opt, cfg["path"]["pretrain_model_G"], resuming=resume is not None)
     device = resolve_device(args.device)
-    train(cfg, device=device, resume=args.resume or cfg["path"]["resume_state"])
+    train(cfg, device=device, resume=resume)
     return 0
 
 

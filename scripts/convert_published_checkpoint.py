@@ -16,13 +16,16 @@ from typing import Sequence
 
 from models.checkpoint import convert_published_checkpoint
 from utils.errors import run_cli
+from utils.paths import refuse_overwrite
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments, convert --input and write --output."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="published checkpoint (.pth state_dict)")
     parser.add_argument("--output", required=True, help="where to write the converted checkpoint")
     args = parser.parse_args(argv)
+    refuse_overwrite([args.output], [args.input])  # issue 16: the output may not replace the published file
     model = convert_published_checkpoint(args.input, args.output)
     n_params = sum(p.numel() for p in model.parameters())
     c = model.config

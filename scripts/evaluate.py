@@ -59,6 +59,7 @@ from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_write
 from utils.metrics import kernel_similarity, psnr, ssim
+from utils.paths import refuse_overwrite
 
 REPO = Path(__file__).resolve().parent.parent
 # scikit-image's bundled photographs used as new sharp targets x̂ (evaluation only; none needs a download)
@@ -284,11 +285,15 @@ def scatter_plot(rows: Sequence[dict[str, Any]], size: int = 640) -> np.ndarray:
     return img
 
 
+def report_paths(out_dir: str | Path, name: str) -> list[Path]:
+    """The files :func:`write_report` writes: evaluate_<name>.json, .md and .png under ``out_dir``."""
+    base = Path(out_dir) / f"evaluate_{name}"
+    return [base.with_suffix(".json"), base.with_suffix(".md"), base.with_suffix(".png")]
+
+
 def write_report(result: dict[str, Any], rows: Sequence[dict[str, Any]], out_dir: str | Path, name: str) -> list[Path]:
     """Write evaluate_<name>.json (settings, summary, per-sample rows), .md (table) and .png (plot)."""
-    out_dir = Path(out_dir)
-    base = out_dir / f"evaluate_{name}"
-    paths = [base.with_suffix(".json"), base.with_suffix(".md"), base.with_suffix(".png")]
+    paths = report_paths(out_dir, name)
     payload = json.dumps({**result, "samples": list(rows)}, indent=2, allow_nan=True)
     atomic_write(paths[0], lambda tmp: tmp.write_text(payload), suffix=".json")
     header = (f"# Kernel-space fidelity: {result['model']}\n\n{result['data']}, {result['count']} pairs, "
@@ -318,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     args = parser.parse_args(argv)
     cfg = load_config(DEFAULT_CONFIG, "transfer")
+    model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
+    real = args.data or (args.data_lmdb[0] if args.data_lmdb else None)
+    name = args.name or f"{model_path.stem}_{Path(real).stem if real else f'synthetic{args.size}'}"
+    # issue 16: no report may replace the model, the config or the data it reads
+    refuse_overwrite(report_paths(args.out, name), [model_path, DEFAULT_CONFIG, args.data, *(args.data_lmdb or ())])
     device = resolve_device(args.device)
     if args.data or args.data_lmdb:
         if args.crop is not None and args.crop < 1:
@@ -326,16 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    PairedLMDBDataset(*args.data_lmdb, crop_size=args.crop, train=False))
         total = len(dataset) if args.limit is None else min(args.limit, len(dataset))
         samples = paired_samples(dataset, args.limit)
-        label = f"pairs of {args.data or args.data_lmdb[0]}"
-        data_name = Path(args.data or args.data_lmdb[0]).stem
+        label = f"pairs of {real}"
     else:
         total = args.synthetic if args.synthetic is not None else 100
         if total < 1 or args.size < 32:
             raise UserError(f"--synthetic ({total}) must be positive and --size ({args.size}) at least 32")
         samples = synthetic_samples(total, args.size, args.seed, args.set)
         label = f"synthetic {args.size}×{args.size} pairs (dead-leaves, test stream)"
-        data_name = f"synthetic{args.size}"
-    model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
     model = load_model(model_path, device)
     start = time.time()
     rows = evaluate(model, samples, total, args.seed, cfg["tile"], cfg["overlap"])
@@ -344,7 +351,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {"model": str(args.model or cfg["model"]), "data": label, "count": len(rows), "seed": args.seed,
               "device": str(device), "seconds": seconds, "summary": summary}
     print(markdown_table(summary))
-    name = args.name or f"{model_path.stem}_{data_name}"
     for path in write_report(result, rows, args.out, name):
         print(f"wrote {path}")
     return 0

@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parent.parent
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 TIMEOUT_S = 600
 
-# the tiny deblur settings every deblur case uses: 2 steps on pixels and a free code, no DIP warm-up
-TINY_DEBLUR = {"iterations": 2, "warmup_iterations": 0, "image": {"param": "pixels"}, "kernel": {"param": "code"}}
+# the tiny deblur settings every deblur case uses: 2 steps on pixels and a free code (no DIP)
+TINY_DEBLUR = {"algorithm": "direct", "iterations": 2}
 # a published (plain state_dict) tensor name removed from the "published, missing tensor" checkpoint
 MISSING_TENSOR = "adapter.model.submodule.submodule.up.1.weight"
 
@@ -338,6 +338,31 @@ CASES = [
          ("{own}/photos", "data.mdb")),
     Case("lmdb-exists-without-overwrite", LMDB, ("--img_folder", "{data}/targets", "--save_path", "{own}/sharp.lmdb"),
          ("{own}/sharp.lmdb", "--overwrite")),
+    Case("convert-output-is-input", CONVERT, ("--input", "{own}/published.pth", "--output", "{own}/published.pth"),
+         ("{own}/published.pth", "would overwrite")),
+    Case("convert-output-is-input-dotdot", CONVERT,
+         ("--input", "{own}/published.pth", "--output", "{rel}/photos/../published.pth"),
+         ("{rel}/photos/../published.pth", "{own}/published.pth")),
+    Case("convert-output-symlink-to-input", CONVERT,
+         ("--input", "{rel}/published.pth", "--output", "{own}/published_link.pth"),
+         ("{own}/published_link.pth", "{rel}/published.pth")),
+    Case("evaluate-report-is-model", EVALUATE,
+         ("--model", "{own}/evaluate_tiny.png", "--synthetic", "1", "--size", "32", "--out", "{rel}", "--name", "tiny",
+          "--device", "cpu"), ("{rel}/evaluate_tiny.png", "{own}/evaluate_tiny.png")),
+    Case("evaluate-report-is-model-data-symlink", EVALUATE,
+         ("--model", "{own}/evaluate_tiny.png", "--data", "{own}/pairs", "--out", "{own}/photos_link/..",
+          "--name", "tiny", "--device", "cpu"), ("{own}/photos_link/../evaluate_tiny.png", "{own}/evaluate_tiny.png")),
+    Case("train-config-is-experiment-config", "train.py",
+         ("-opt", "{rel}/run/config.yml", "--set", "path.root={own}", "--device", "cpu"),
+         ("{own}/run/config.yml", "{rel}/run/config.yml")),
+    Case("train-pretrained-in-experiment-models", "train.py",
+         ("-opt", "configs/train/ci_tiny.yml", "--set", "path.root={own}", "--set", "name=run",
+          "--set", "path.pretrain_model_G={rel}/run/models/latest.pth", "--device", "cpu"),
+         ("{rel}/run/models/latest.pth", "{own}/run/models")),
+    Case("train-pretrained-in-experiment-models-resume", "train.py",
+         ("-opt", "{own}/run/config.yml", "--set", "path.root={rel}/pairs_link/..", "--resume", "auto",
+          "--set", "path.pretrain_model_G={own}/run/models/latest.pth", "--device", "cpu"),
+         ("{own}/run/models/latest.pth", "{rel}/pairs_link/../run/models")),
 ]
 
 
@@ -378,13 +403,16 @@ def _png(path: Path, image: np.ndarray) -> None:
     assert cv2.imwrite(str(path), image)
 
 
-def make_own_inputs(folder: Path, model: Path) -> None:
+def make_own_inputs(folder: Path, model: Path, published: Path) -> None:
     """The inputs of one issue-16 case, in its own folder (cases run concurrently; a case that
     failed to refuse must not spoil another's inputs):
 
         photo.png  link.png -> photo.png  model.pth  photos/{a,b,a_transfer,a_deblurred}.png
         photos_link -> photos  pairs/{sharp,blur}/000/00000000.png  pairs_link -> pairs
         sharp.lmdb  blur.lmdb  (LMDBs of pairs/sharp and pairs/blur)
+        published.pth  published_link.pth -> published.pth  (a published state_dict)
+        evaluate_tiny.png  (a copy of model.pth under the name of an evaluate.py report)
+        run/config.yml  (configs/train/ci_tiny.yml named "run")  run/models/latest.pth  (a copy of model.pth)
     """
     from data.lmdb_io import create_lmdb
 
@@ -403,6 +431,14 @@ def make_own_inputs(folder: Path, model: Path) -> None:
         _png(folder / "pairs" / side / "000" / "00000000.png", rgb8())
         create_lmdb(folder / "pairs" / side, folder / f"{side}.lmdb", progress=False)
     (folder / "pairs_link").symlink_to("pairs", target_is_directory=True)
+    (folder / "published.pth").write_bytes(published.read_bytes())
+    (folder / "published_link.pth").symlink_to("published.pth")
+    (folder / "evaluate_tiny.png").write_bytes(model.read_bytes())
+    (folder / "run" / "models").mkdir(parents=True)
+    (folder / "run" / "models" / "latest.pth").write_bytes(model.read_bytes())
+    config = (REPO / "configs" / "train" / "ci_tiny.yml").read_text()
+    assert "\nname: ci_tiny\n" in config
+    (folder / "run" / "config.yml").write_text(config.replace("\nname: ci_tiny\n", "\nname: run\n"))
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:
@@ -475,7 +511,7 @@ def make_inputs(data: Path) -> None:
             _write_evil_checkpoint(data / f"evil_{case.id}.pth", data / f"marker_{case.id}", model)
     for case in CASES:
         if any("{own}" in arg or "{rel}" in arg for arg in case.args):
-            make_own_inputs(data / "own" / case.id, data / "model.pth")
+            make_own_inputs(data / "own" / case.id, data / "model.pth", data / "published.pth")
     # the payload is live: loading it without weights_only does run the code
     _write_evil_checkpoint(data / "evil_probe.pth", data / "marker_probe", model)
     torch.load(data / "evil_probe.pth", weights_only=False)
@@ -483,7 +519,7 @@ def make_inputs(data: Path) -> None:
     # configs
     (data / "deblur.yml").write_text(yaml.safe_dump(TINY_DEBLUR))
     (data / "deblur_unknown.yml").write_text(yaml.safe_dump({**TINY_DEBLUR, "iteratoins": 2}))
-    (data / "deblur_type.yml").write_text(yaml.safe_dump({**TINY_DEBLUR, "image": {"param": "pixels", "lr": "fast"}}))
+    (data / "deblur_type.yml").write_text(yaml.safe_dump({**TINY_DEBLUR, "image": {"lr": "fast"}}))
     train_cfg = yaml.safe_load((REPO / "configs" / "train" / "ci_tiny.yml").read_text())
     train_cfg["train"]["nitre"] = 5
     (data / "train_unknown.yml").write_text(yaml.safe_dump(train_cfg))
@@ -570,3 +606,32 @@ def test_refuse_overwrite_compares_files_not_strings(tmp_path: Path) -> None:
     refuse_inside([tmp_path / "x.lmdb"], [photos])
     with pytest.raises(UserError, match="inside the input folder"):
         refuse_inside([photos / "sub" / "x.lmdb"], [photos])
+
+
+def test_train_guard_allows_resuming_with_the_saved_config(tmp_path: Path) -> None:
+    """training.state.refuse_overwriting_inputs directly: -opt <experiment>/config.yml is the run's own
+    record when resuming (allowed, it is updated) but refused on a fresh run; a resume state of the
+    experiment itself is never refused; pretrained weights in models/ or training_state/ always are."""
+    from training.state import ExperimentPaths, refuse_overwriting_inputs
+    from utils.errors import UserError
+
+    paths = ExperimentPaths(tmp_path / "exp")
+    paths.models.mkdir(parents=True)
+    paths.states.mkdir()
+    config = paths.root / "config.yml"
+    config.write_text("name: exp\n")
+    (paths.models / "10.pth").write_bytes(b"weights")
+    (paths.states / "10.state").write_bytes(b"state")
+    outside = tmp_path / "init.pth"
+    outside.write_bytes(b"weights")
+    refuse_overwriting_inputs(paths, config, None, resuming=True)
+    refuse_overwriting_inputs(paths, tmp_path / "other.yml", outside, resuming=False)
+    refuse_overwriting_inputs(paths, None, None, resuming=False)
+    with pytest.raises(UserError, match="config.yml: would overwrite the input .*config.yml"):
+        refuse_overwriting_inputs(paths, config, None, resuming=False)
+    with pytest.raises(UserError, match="train.log: would overwrite"):
+        (paths.root / "train.log").write_text("log\n")
+        refuse_overwriting_inputs(paths, paths.root / "train.log", None, resuming=True)
+    for weights in (paths.models / "10.pth", paths.states / "10.state", paths.models / "not_yet.pth"):
+        with pytest.raises(UserError, match=f"{weights}: path.pretrain_model_G lies in "):
+            refuse_overwriting_inputs(paths, None, weights, resuming=True)

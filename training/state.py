@@ -25,6 +25,7 @@ from utils.dist import DistInfo, barrier, gather_objects
 from utils.errors import UserError
 from utils.fileio import atomic_path
 from utils.lr_scheduler import CosineAnnealingRestartLR
+from utils.paths import refuse_overwrite
 
 STATE_SUFFIX = ".state"
 
@@ -270,6 +271,36 @@ def remove_stale_temporaries(paths: ExperimentPaths) -> None:
         if folder.is_dir():
             for p in folder.glob(".*.tmp"):
                 p.unlink(missing_ok=True)
+
+
+def refuse_overwriting_inputs(
+    paths: ExperimentPaths, config_file: str | Path | None, pretrained: str | Path | None, resuming: bool
+) -> None:
+    """Refuse (:class:`UserError`, one line naming both paths) a run that would destroy a file it reads.
+
+    ``pretrained`` (``path.pretrain_model_G``) must not lie in ``models/`` or ``training_state/``
+    of the experiment: the run replaces ``latest.pth``/``best.pth`` and ``<iter>.pth`` there and
+    prunes old iterations. ``config_file`` (``-opt``) must not be ``train.log`` (appended to) nor,
+    on a fresh run, ``config.yml`` (replaced by the resolved config); when ``resuming`` (--resume
+    or path.resume_state), ``config.yml`` is the run's own record and is updated by design, so
+    ``-opt <experiment>/config.yml --resume auto`` continues a run. A resume state (even one of
+    this experiment) is not guarded: resuming reads it, later saves only add newer iterations.
+    """
+    if pretrained:
+        for folder in (paths.models, paths.states):
+            try:
+                inside = Path(pretrained).resolve().is_relative_to(folder.resolve())
+            except (OSError, RuntimeError):
+                inside = False
+            if inside:
+                raise UserError(
+                    f"{pretrained}: path.pretrain_model_G lies in {folder}, where this run writes, replaces and "
+                    "prunes checkpoints; copy it elsewhere or choose another name (--set name=...) or path.root"
+                )
+    if config_file:
+        outputs = [paths.log] if resuming else [paths.root / "config.yml", paths.log]
+        refuse_overwrite(outputs, [config_file], hint="copy the config elsewhere or choose another name "
+                         "(--set name=...) or path.root")
 
 
 def prepare_experiment(paths: ExperimentPaths, resume: str | None, info: DistInfo) -> None:

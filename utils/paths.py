@@ -52,7 +52,11 @@ def _input_files(inputs: Iterable[PathLike | None]) -> Iterator[tuple[PathLike, 
             yield given, path
 
 
-def refuse_overwrite(outputs: Iterable[PathLike | None], inputs: Iterable[PathLike | None]) -> None:
+def refuse_overwrite(
+    outputs: Iterable[PathLike | None],
+    inputs: Iterable[PathLike | None],
+    hint: str = "choose another output path",
+) -> None:
     """Raise :class:`UserError` when an output path would overwrite or replace an input.
 
     ``outputs``: every path the command will write (files, and folders it replaces or fills,
@@ -61,7 +65,8 @@ def refuse_overwrite(outputs: Iterable[PathLike | None], inputs: Iterable[PathLi
     exist (nothing to destroy; the command reports them itself). An output is refused when it
     is the same file as an input (``os.path.samefile``, or the same resolved path), or when an
     input lies inside it (writing or replacing that folder would destroy the input). The error
-    names the output and the input as the user spelled them. Nothing is written.
+    names the output and the input as the user spelled them, then ``hint`` (what to do instead).
+    Nothing is written.
     """
     by_identity: dict[tuple[int, int], PathLike] = {}
     by_path: dict[Path, PathLike] = {}
@@ -86,12 +91,9 @@ def refuse_overwrite(outputs: Iterable[PathLike | None], inputs: Iterable[PathLi
         if same is None:
             same = by_path.get(resolved)
         if same is not None:
-            raise UserError(f"{output}: would overwrite the input {same} (the same path); choose another output path")
+            raise UserError(f"{output}: would overwrite the input {same} (the same path); {hint}")
         if resolved in holders:
-            raise UserError(
-                f"{output}: would write over the folder holding the input {holders[resolved]}; "
-                "choose another output path"
-            )
+            raise UserError(f"{output}: would write over the folder holding the input {holders[resolved]}; {hint}")
 
 
 def refuse_inside(outputs: Iterable[PathLike | None], folders: Iterable[PathLike | None]) -> None:
