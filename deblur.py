@@ -1,17 +1,24 @@
 """Blind deblurring of photos (deblurring/ holds the algorithms; this is their command line).
 
-The config's ``algorithm`` chooses the function (configs/defaults/deblur.yml):
-``alternating`` (the default preset, configs/deblur/default.yml) —
-:func:`deblurring.alternating.deblur_alternating`: coarse-to-fine L0 image step + closed-form kernel
-step, then hyper-Laplacian non-blind deconvolution; with a PSF-type model the PSF found is also
-encoded as the model's code. ``dip`` (configs/deblur/paper.yml, fast.yml) —
-:func:`deblurring.dip.deblur_dip`: the paper's optimisation of image and code through the frozen
-kernel space (Tran et al., CVPR 2021, Sec. 4.2). Gray images are deblurred as gray, colour as colour.
+The config's ``algorithm`` chooses the function (configs/defaults/deblur.yml); each is an importable
+``fn(blurry, kernel_space, *, iterations=..., ...) -> DeblurResult`` and the config section named after
+it holds its own keywords:
+  alternating  (configs/deblur/default.yml, the default) deblurring.alternating.deblur_alternating:
+               coarse-to-fine L0 image step + closed-form kernel step, then hyper-Laplacian non-blind
+               deconvolution; with a PSF-type model the PSF found is also encoded as the model's code.
+  dip          (configs/deblur/paper.yml) deblurring.dip.deblur_dip: the paper's route (Tran et al.,
+               CVPR 2021, Sec. 4.2), an image DIP and a kernel DIP optimised through the frozen kernel
+               space; section `dip` (warm-up, noise, network sizes).
+  direct       (configs/deblur/fast.yml) deblurring.direct.deblur_direct: free pixels and a free code
+               optimised through the frozen kernel space; section `direct`.
+dip and direct share the keys outside those sections (iterations, scales, image.lr, kernel.*, loss,
+early_stop, ...). Gray images are deblurred as gray, colour as colour.
 
 Examples:
   python deblur.py --input examples/blurry_astronaut.png --output sharp.png
   python deblur.py --input blurry.png --output sharp.png --save-psf psf.png --report run.json
   python deblur.py --input blurry.png --set alternating.cells=true      # one PSF per 128-px cell
+  python deblur.py --input blurry.png --config configs/deblur/fast.yml --iters 200
   python deblur.py --input blurry.png --config configs/deblur/paper.yml --device cuda \\
                    --set loss.vgg_weights=vgg19.pth          # the published 5,000-step schedule
   python deblur.py --input-dir photos/ --output-dir sharp/ --skip-existing --report report.json
@@ -37,10 +44,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from deblurring.alternating import deblur_alternating, resize_support
-from deblurring.config import deblur_config
+from deblurring.config import deblur_config, through_space_keywords
 from deblurring.dip import deblur_dip
+from deblurring.direct import deblur_direct
 from deblurring.result import DeblurResult
-from utils.config import load_config
+from utils.config import read_yaml
 from utils.errors import UserError, run_cli
 
 __all__ = ["DeblurResult", "deblur_config", "deblur_image", "main"]
@@ -58,11 +66,13 @@ def deblur_image(
     seed: int = 0,
 ) -> DeblurResult:
     """Blind deblurring of one image by the config's ``algorithm`` → a :class:`DeblurResult` with the
-    input's channels.
+    input's channels (sharp and re-blur (1, C, H, W), code, history, PSF where the algorithm has one).
 
     ``alternating``: :func:`deblur_alternating` with the ``alternating`` section as keywords (on the
     CPU; a PSF-type ``kernel_space`` gives the result's code and, with ``space_projection``, the
-    projection; other model types are not used, the code is then None). ``dip``: :func:`deblur_dip`.
+    projection; other model types are not used, the code is then None). ``dip``: :func:`deblur_dip`,
+    ``direct``: :func:`deblur_direct`, each with the shared keys
+    (:func:`deblurring.config.through_space_keywords`) and its own section as keywords.
     """
     cfg = deblur_config(cfg)
     if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
@@ -75,7 +85,11 @@ def deblur_image(
     if cfg["algorithm"] == "alternating":
         space = kernel_space if getattr(kernel_space, "generator_type", None) == "psf" else None
         return deblur_alternating(blurry, space, **cfg["alternating"], seed=seed, progress=progress)
-    return deblur_dip(blurry, kernel_space, cfg, device, progress=progress, seed=seed)
+    deblur = {"dip": deblur_dip, "direct": deblur_direct}[cfg["algorithm"]]
+    return deblur(
+        blurry, kernel_space, **through_space_keywords(cfg), **cfg[cfg["algorithm"]],
+        device=device, seed=seed, progress=progress,
+    )  # fmt: skip
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -99,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         default=str(DEFAULT_CONFIG),
-        help="YAML settings (configs/deblur/default.yml by default; fast.yml, paper.yml: the paper's route)",
+        help="YAML settings (configs/deblur/default.yml by default; fast.yml: direct; paper.yml: dip, the paper's)",
     )
     parser.add_argument(
         "--set",
@@ -109,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, e.g. --set loss.vgg_weights=vgg19.pth (repeatable)",
     )
     parser.add_argument(
-        "--iters", type=int, help="optimisation steps (dip: iterations; alternating: alternations per level)"
+        "--iters", type=int, help="optimisation steps (dip, direct: iterations; alternating: alternations per level)"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the DIP inputs and initialisation (alternating: not random)"
+        "--seed", type=int, default=0, help="seed of the DIP inputs and weights (direct, alternating: not random)"
     )
     parser.add_argument(
         "--save-kernel", metavar="PATH", help="save the found code and PSF map (torch .pt; a folder with -dir)"
@@ -223,8 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.iters is not None and args.iters < 1:
         raise UserError(f"--iters must be >= 1, got {args.iters}")
-    cfg = deblur_config(load_config(args.config, "deblur", args.set), source=args.config)
-    if args.iters is not None:  # dip: optimisation steps; alternating: alternations per pyramid level
+    cfg = deblur_config(read_yaml(args.config), source=args.config, overrides=args.set)
+    if args.iters is not None:  # dip, direct: optimisation steps; alternating: alternations per pyramid level
         (cfg["alternating"] if cfg["algorithm"] == "alternating" else cfg)["iterations"] = args.iters
     if args.input_dir is not None:
         if args.output_dir is None:

@@ -1,14 +1,19 @@
 """Deblurring algorithms as importable functions (deblur.py is their command line).
 
+Each blind algorithm is ``fn(blurry, kernel_space, *, iterations=..., ...) -> DeblurResult``; the
+config's ``algorithm`` picks one and ``deblur.deblur_image`` maps the config to its keywords.
+
+* :mod:`deblurring.alternating` — ``algorithm: alternating`` (the default): coarse-to-fine
+  alternation of a sparse (L0) image step and a closed-form kernel step, then the non-blind step.
+* :mod:`deblurring.dip` — ``algorithm: dip``, the paper's route: an image DIP and a kernel DIP
+  optimised by Adam through the frozen kernel space (``configs/deblur/paper.yml``).
+* :mod:`deblurring.direct` — ``algorithm: direct``: free pixels and a free code optimised by Adam
+  through the frozen kernel space (``configs/deblur/fast.yml``).
+* :mod:`deblurring.through_space` — the loop ``dip`` and ``direct`` share (scale plan, learning-rate
+  schedule, objective, warm-up, early stop); it takes the image and kernel parameterisations as objects.
 * :mod:`deblurring.nonblind` — hyper-Laplacian non-blind deconvolution by half-quadratic splitting.
-* :mod:`deblurring.alternating` — fast blind deblurring: coarse-to-fine alternation of a sparse
-  (L0) image step and a closed-form kernel step, then the non-blind step.
-* :mod:`deblurring.dip` — the paper's route: image and code optimised by Adam through the frozen
-  kernel space (deep image priors, or free pixels and code).
 * :mod:`deblurring.config` — the deblur config (schema ``configs/defaults/deblur.yml``, checks).
 * :mod:`deblurring.result` — :class:`DeblurResult`, what every algorithm returns.
-
-``deblur.deblur_image`` picks one by the config's ``algorithm``.
 """
 
 from deblurring.result import DeblurResult

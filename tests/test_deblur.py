@@ -1,7 +1,10 @@
-"""deblur.py: the objective decreases, outputs keep the input's kind, determinism, CLI errors (tiny model)."""
+"""deblur.py and the algorithms through the kernel space (deblurring.dip.deblur_dip,
+deblurring.direct.deblur_direct): the objective decreases, outputs keep the input's kind, determinism,
+coarse to fine, early stop, config and CLI errors (tiny model)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import cv2
@@ -11,29 +14,43 @@ import torch
 import yaml
 
 from deblur import deblur_config, deblur_image, main
+from deblurring.config import through_space_keywords
+from deblurring.dip import deblur_dip
+from deblurring.direct import deblur_direct
 from utils.errors import UserError, run_cli
 
 # few steps, small networks: every F call runs on a 128×128 pad of the tiny model
-TINY_DIP = {
-    "iterations": 6,
+TINY_DIP_NETS = {
     "warmup_iterations": 2,
-    "image": {
-        "param": "dip",
-        "lr": 0.01,
-        "in_channels": 4,
-        "channels_down": [4, 4],
-        "channels_up": [4, 4],
-        "channels_skip": [2, 2],
-    },
-    "kernel": {"param": "dip", "lr": 0.01, "in_channels": 4, "width": 4, "n_down": 2, "n_blocks": 1},
     "reg_noise_std": 0.01,
+    "image_in_channels": 4,
+    "image_channels_down": [4, 4],
+    "image_channels_up": [4, 4],
+    "image_channels_skip": [2, 2],
+    "kernel_in_channels": 4,
+    "kernel_width": 4,
+    "kernel_n_down": 2,
+    "kernel_n_blocks": 1,
+}
+TINY_DIP = {
+    "algorithm": "dip",
+    "iterations": 6,
+    "image": {"lr": 0.01},
+    "kernel": {"lr": 0.01},
+    "dip": TINY_DIP_NETS,
 }
 FAST = {
+    "algorithm": "direct",
     "iterations": 4,
     "scales": [0.5, 1.0],
     "scale_fractions": [0.5, 0.5],
-    "image": {"param": "pixels", "lr": 0.02},
-    "kernel": {"param": "code", "lr": 0.02, "rescale_init": "extract"},
+    "image": {"lr": 0.02},
+    "kernel": {"lr": 0.02, "rescale_init": "extract"},
+}
+# the same settings for either algorithm through the kernel space (dip: with tiny networks, no warm-up)
+ROUTES = {
+    "direct": {"algorithm": "direct"},
+    "dip": {"algorithm": "dip", "dip": {**TINY_DIP_NETS, "warmup_iterations": 0}},
 }
 
 
@@ -43,16 +60,14 @@ def blurry() -> torch.Tensor:
     return torch.rand(1, 3, 34, 40, generator=gen)
 
 
-def test_objective_decreases(tiny_model, blurry):
-    cfg = {
-        "iterations": 12,
-        "image": {"param": "pixels", "lr": 0.05},
-        "kernel": {"param": "code", "lr": 0.05},
-        "lr_schedule": "constant",
-    }
+@pytest.mark.parametrize("route", ["direct", "dip"])
+def test_objective_decreases(tiny_model, blurry, route):
+    cfg = {**ROUTES[route], "iterations": 12, "image": {"lr": 0.05}, "kernel": {"lr": 0.05}, "lr_schedule": "constant"}
+    if route == "dip":  # the DIPs start away from the blurry image (no warm-up): more, gentler steps
+        cfg.update(iterations=16, image={"lr": 0.02}, kernel={"lr": 0.02})
     result = deblur_image(blurry, tiny_model, cfg, "cpu", progress=False)
     losses = [h["loss"] for h in result.history if h["phase"] == "main"]
-    assert len(losses) == 12
+    assert len(losses) == cfg["iterations"]
     assert np.mean(losses[-3:]) < 0.97 * np.mean(losses[:3]) and losses[-1] < losses[0]
     assert result.sharp.shape == blurry.shape and result.reblurred.shape == blurry.shape
     assert result.code.shape == (1, 64, 1, 1)
@@ -74,27 +89,52 @@ def test_dip_parameterisation_same_seed_same_output(tiny_model, blurry):
     assert all(p.requires_grad for p in tiny_model.parameters())  # the model is handed back unchanged
 
 
-def test_coarse_to_fine_and_mean_code(tiny_model, blurry):
+def test_direct_same_output_and_no_warmup(tiny_model, blurry):
+    a = deblur_image(blurry, tiny_model, FAST, "cpu", progress=False, seed=1)
+    b = deblur_image(blurry, tiny_model, FAST, "cpu", progress=False, seed=1)
+    c = deblur_image(blurry, tiny_model, FAST, "cpu", progress=False, seed=2)
+    assert (a.sharp - b.sharp).abs().max() < 2e-6 and (a.code - b.code).abs().max() < 2e-6
+    # nothing is random in the direct route: the seed does not matter
+    assert (a.sharp - c.sharp).abs().max() < 2e-6 and (a.code - c.code).abs().max() < 2e-6
+    assert [h["phase"] for h in a.history] == ["main"] * 4 and a.psf is None
+    assert all(p.requires_grad for p in tiny_model.parameters())
+
+
+@pytest.mark.parametrize("route", ["direct", "dip"])
+def test_coarse_to_fine_and_mean_code(tiny_model, blurry, route):
     tiny_model.meta["mean_code"] = torch.full((64,), 0.25)
-    result = deblur_image(blurry, tiny_model, FAST, "cpu", progress=False)
+    cfg = {**FAST, **ROUTES[route]}
+    result = deblur_image(blurry, tiny_model, cfg, "cpu", progress=False)
     scales = [h["scale"] for h in result.history if h["phase"] == "main"]
     assert scales == [0.5, 0.5, 1.0, 1.0]
+    assert result.sharp.shape == blurry.shape and result.code.shape == (1, 64, 1, 1)
     # a scale whose image would fall below min_size is dropped
     small = torch.rand(1, 3, 20, 20)
-    result = deblur_image(small, tiny_model, FAST, "cpu", progress=False)
+    result = deblur_image(small, tiny_model, cfg, "cpu", progress=False)
     assert {h["scale"] for h in result.history} == {1.0} and len(result.history) == 4
 
 
-def test_early_stop_ends_a_plateau(tiny_model, blurry):
+def test_direct_starts_at_the_mean_code(tiny_model, blurry):
+    tiny_model.meta["mean_code"] = torch.full((64,), 0.25)
+    cfg = {**FAST, "iterations": 1, "scales": [1.0], "scale_fractions": [1.0], "kernel": {"lr": 0.0}}
+    result = deblur_image(blurry, tiny_model, cfg, "cpu", progress=False)
+    assert torch.allclose(result.code, torch.full((1, 64, 1, 1), 0.25))  # lr 0: the start code is the answer
+
+
+@pytest.mark.parametrize("route", ["direct", "dip"])
+def test_early_stop_ends_a_plateau(tiny_model, blurry, route):
     cfg = {
         **FAST,
+        **ROUTES[route],
         "iterations": 16,
         "scales": [1.0],
         "scale_fractions": [1.0],
-        "image": {"param": "pixels", "lr": 0.0},
-        "kernel": {"param": "code", "lr": 0.0},
+        "image": {"lr": 0.0},
+        "kernel": {"lr": 0.0},
         "early_stop": {"enabled": True, "window": 2, "min_improvement": 1e-3, "min_fraction": 0.0},
     }
+    if route == "dip":  # no input noise: with lr 0 the DIPs' outputs, and so the objective, stay constant
+        cfg["dip"] = {**cfg["dip"], "reg_noise_std": 0.0}
     history = deblur_image(blurry, tiny_model, cfg, "cpu", progress=False).history
     # a constant objective: stops after two windows of the last loss phase (t >= switch_at 0.5: step 8)
     assert len(history) == 12 and history[-1]["stopped"]
@@ -104,12 +144,71 @@ def test_early_stop_ends_a_plateau(tiny_model, blurry):
 def test_too_small_and_bad_config(tiny_model):
     with pytest.raises(UserError, match="too small"):
         deblur_image(torch.rand(1, 3, 1, 1), tiny_model, FAST, "cpu", progress=False)
+    with pytest.raises(UserError, match="too small"):
+        deblur_image(torch.rand(1, 3, 1, 1), tiny_model, TINY_DIP, "cpu", progress=False)
     with pytest.raises(UserError, match="unknown config key 'image.bogus'"):
         deblur_config({"image": {"bogus": 1}})
     with pytest.raises(UserError, match="scales"):
         deblur_config({"scales": [1.0, 0.5], "scale_fractions": [1, 1]})
-    with pytest.raises(UserError, match="VGG-19"):
-        deblur_image(torch.rand(1, 3, 32, 32), tiny_model, {"loss": {"early": {"perceptual": 1.0}}}, "cpu")
+    with pytest.raises(UserError, match="'algorithm' must be one of dip, direct, alternating"):
+        deblur_config({"algorithm": "pixels"})
+    with pytest.raises(UserError, match="dip.image_channels_down/up/skip"):
+        deblur_config({"dip": {"image_channels_down": [4], "image_channels_up": [4, 4], "image_channels_skip": [4]}})
+    for route in ("direct", "dip"):
+        with pytest.raises(UserError, match="VGG-19"):
+            deblur_image(
+                torch.rand(1, 3, 32, 32), tiny_model, {**ROUTES[route], "loss": {"early": {"perceptual": 1.0}}}, "cpu"
+            )
+
+
+@pytest.mark.parametrize(
+    "cfg, overrides, says",
+    [
+        ({"image": {"param": "pixels"}}, [], "config key 'image.param' was removed: use 'algorithm: direct'"),
+        ({"kernel": {"param": "dip", "lr": 0.1}}, [], "config key 'kernel.param' was removed: use 'algorithm: direct'"),
+        ({}, ["image.param=dip"], "'image.param' was removed: use 'algorithm: direct' (free pixels and code) or "
+                                  "'algorithm: dip'"),
+        ({}, ["image={param: pixels}"], "'image.param' was removed"),
+        ({"warmup_iterations": 0}, [], "config key 'warmup_iterations' moved to 'dip.warmup_iterations'"),
+        ({"image": {"channels_down": [4]}}, [], "'image.channels_down' moved to 'dip.image_channels_down'"),
+        ({}, ["kernel.lr_relative=true"], "'kernel.lr_relative' moved to 'direct.kernel_lr_relative'"),
+    ],
+)
+def test_retired_keys_name_their_replacement(cfg, overrides, says):
+    with pytest.raises(UserError) as info:
+        deblur_config(cfg, source="old.yml", overrides=overrides)
+    message = str(info.value)
+    assert says in message and message.startswith("old.yml: ") and "\n" not in message
+
+
+def test_functions_keep_the_schema_defaults():
+    """Each function's keyword defaults are the schema's values (the config and a direct call agree)."""
+    cfg = deblur_config({})
+    for fn, own in ((deblur_dip, cfg["dip"]), (deblur_direct, cfg["direct"])):
+        defaults = {
+            name: p.default for name, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY
+        }
+        expected = {**through_space_keywords(cfg), **own, "loss": None, "early_stop": None}
+        for name, value in expected.items():
+            got = list(defaults[name]) if isinstance(defaults[name], tuple) else defaults[name]
+            assert got == value, (fn.__name__, name)
+        assert set(defaults) == set(expected) | {"device", "seed", "progress"}, fn.__name__
+    assert cfg["loss"] == deblur_config({"loss": {}})["loss"] and not cfg["early_stop"]["enabled"]
+
+
+def test_functions_called_directly_match_the_config(tiny_model, blurry):
+    """deblur_image only maps the config to keywords: calling the functions gives the same result."""
+    for cfg, fn in ((TINY_DIP, deblur_dip), (FAST, deblur_direct)):
+        full = deblur_config(cfg)
+        via_config = deblur_image(blurry, tiny_model, cfg, "cpu", progress=False, seed=3)
+        direct_call = fn(
+            blurry, tiny_model, **through_space_keywords(full), **full[full["algorithm"]], seed=3, progress=False
+        )
+        assert (via_config.sharp - direct_call.sharp).abs().max() < 2e-6, fn.__name__
+        assert (via_config.code - direct_call.code).abs().max() < 2e-6, fn.__name__
+    # every keyword has a default: the shortest call works (here with a few steps)
+    result = deblur_direct(blurry[:, :1], tiny_model, iterations=2, progress=False)
+    assert result.sharp.shape == (1, 1, 34, 40) and len(result.history) == 2
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -211,6 +310,7 @@ def test_cli_errors_exit_2(tmp_path, cli_setup, capsys):
         ["--input", str(tmp_path / "missing.png")],
         ["--input", str(tiny)],
         ["--input", str(good), "--set", "image.param=magic"],
+        ["--input", str(good), "--set", "algorithm=magic"],
         ["--input", str(good), "--output", str(tmp_path / "out.xyz")],
         ["--input-dir", str(tmp_path)],
         ["--input", str(good), "--iters", "0"],
@@ -225,4 +325,35 @@ def test_cli_errors_exit_2(tmp_path, cli_setup, capsys):
     assert run_cli(main, ["--input", str(good), "--model", str(bad_cfg), "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "too small" in err and "unknown config key 'unknown_key'" in err and "none.pth" in err
+    assert "'image.param' was removed" in err and "'algorithm' must be one of" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("old, route", [("pixels", "direct"), ("dip", "dip")])
+def test_cli_old_param_key_is_a_one_line_error(tmp_path, cli_setup, capsys, old, route):
+    """A preset of the layout before the split (image.param) fails with one line naming the key and
+    the algorithm to choose instead."""
+    model, _ = cli_setup
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.zeros((24, 24, 3), np.uint8))
+    old_cfg = tmp_path / "old.yml"
+    old_cfg.write_text(yaml.safe_dump({"algorithm": "dip", "iterations": 2, "image": {"param": old, "lr": 0.1}}))
+    assert _run(model, old_cfg, "--input", str(good)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "image.param" in err and f"'algorithm: {route}'" in err and str(old_cfg) in err
+
+
+def test_cli_runs_every_route(tmp_path, cli_setup, capsys):
+    model, _ = cli_setup
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.random.default_rng(0).integers(0, 256, (24, 28), dtype=np.uint8))
+    for route, cfg in (("dip", TINY_DIP), ("direct", FAST)):
+        config = tmp_path / f"{route}.yml"
+        config.write_text(yaml.safe_dump(cfg))
+        report = tmp_path / f"{route}.json"
+        assert _run(model, config, "--input", str(src), "--output", str(tmp_path / f"{route}.png"),
+                    "--iters", "3", "--report", str(report)) == 0  # fmt: skip
+        entry = json.loads(report.read_text())["images"][0]
+        assert entry["algorithm"] == route and entry["steps"] == 3 and entry["status"] == "ok"
+        assert cv2.imread(str(tmp_path / f"{route}.png"), cv2.IMREAD_UNCHANGED).shape == (24, 28)

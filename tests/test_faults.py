@@ -84,8 +84,7 @@ def test_deblur_folder_killed_mid_write_then_skip_existing(tmp_path: Path) -> No
     torch.manual_seed(0)
     KernelSpace.from_config(TINY_MODEL).save(str(tmp_path / "model.pth"))
     config = tmp_path / "deblur.yml"
-    config.write_text(yaml.safe_dump({"iterations": 2, "warmup_iterations": 0,
-                                      "image": {"param": "pixels"}, "kernel": {"param": "code"}}))
+    config.write_text(yaml.safe_dump({"algorithm": "direct", "iterations": 2}))
     deblur = ["deblur.py", "--input-dir", str(inputs), "--output-dir", str(outputs), "--model",
               str(tmp_path / "model.pth"), "--config", str(config), "--device", "cpu", "--quiet"]
 
