@@ -48,6 +48,7 @@ from deblurring.nonblind import (
     fft_size,
     gradient_otfs,
     psf_to_otf,
+    shift_image,
 )
 from deblurring.result import DeblurResult
 from models.psf_ops import CELL, blur_cells, convolve, least_squares_kernel, least_squares_kernel_cells
@@ -145,6 +146,50 @@ def _centre(kernel: torch.Tensor) -> torch.Tensor:
         return kernel
     padded = F.pad(kernel, (s, s, s, s))
     return torch.roll(padded, (dy, dx), (0, 1))[s:2 * s, s:2 * s]
+
+
+def _centre_of_mass(kernel: torch.Tensor) -> tuple[float, float]:
+    """(dy, dx) of an (S, S) PSF's centre of mass from pixel (S // 2, S // 2)."""
+    s = kernel.shape[-1]
+    k64 = kernel.double()
+    total = k64.sum()
+    idx = torch.arange(s, dtype=torch.float64)
+    return float((k64.sum(dim=1) * idx).sum() / total) - s // 2, float((k64.sum(dim=0) * idx).sum() / total) - s // 2
+
+
+def _move_psf(kernel: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """(S, S) PSF moved by (dy, dx) px by a Fourier phase ramp (band-limited: not widened), negatives
+    clipped, normalised."""
+    s = kernel.shape[-1]
+    pad = s // 2  # zero border: the move's ringing does not wrap around onto the PSF
+    size = s + 2 * pad
+    fy = torch.fft.fftfreq(size, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(size, dtype=torch.float64)[None, :]
+    ramp = torch.exp(-2j * math.pi * (fy * dy + fx * dx))
+    moved = torch.fft.irfft2(torch.fft.rfft2(F.pad(kernel.double(), (pad,) * 4)) * ramp, s=(size, size))
+    out = moved[pad:pad + s, pad:pad + s].clamp_min(0)
+    return (out / out.sum().clamp_min(1e-12)).to(kernel.dtype)
+
+
+def centre_subpixel(kernel: torch.Tensor, rounds: int = 4) -> tuple[torch.Tensor, tuple[float, float]]:
+    """An (S, S) PSF whose centre of mass is within a pixel of S // 2 → (the PSF moved so that its
+    centre of mass is there, the offset (dy, dx) it had).
+
+    Blind deconvolution cannot tell a sharp image from its translate: ``k ⊛ x`` = ``k' ⊛ x'`` for
+    k moved by −d and x by +d. The convention here (the synthetic data's too) is the PSF with its
+    centre of mass at the centre, so the sharp image is registered with the blurry one; an image
+    deconvolved with ``kernel`` is moved by the offset (:func:`deblurring.nonblind.shift_image`).
+    The PSF is moved by a phase ramp, which keeps it sharp; clipping the ramp's small negative
+    lobes moves the centre again a little, hence a few ``rounds`` (residual < 0.01 px).
+    """
+    if float(kernel.sum()) <= 0:
+        return kernel, (0.0, 0.0)
+    offset = _centre_of_mass(kernel)
+    out = kernel
+    for _ in range(rounds):
+        dy, dx = _centre_of_mass(out)
+        out = _move_psf(out, -dy, -dx)
+    return out, offset
 
 
 def project_kernel(kernel: torch.Tensor, threshold: float = 0.05, min_mass: float = 0.05) -> torch.Tensor:
@@ -469,6 +514,9 @@ def deblur_alternating(
             psfs = project_kernel(k, kernel_threshold, kernel_min_mass)[None, None, None]
             psfs = psfs.expand(1, gh, gw, psf_size, psf_size).contiguous()
             sharp = deconvolve(y_full, psfs[:, 0, 0, None], **knobs)
+        centred, offset = centre_subpixel(psfs[0, 0, 0])
+        sharp = shift_image(sharp, offset).clamp(0, 1)  # registered with the input (centre_subpixel)
+        psfs = centred[None, None, None].expand(1, gh, gw, psf_size, psf_size).contiguous()
         reblurred = convolve(sharp, psfs[:, 0, 0, None]).clamp(0, 1)
     else:
         sharp = deconvolve_cells(y_full, psfs, **knobs)

@@ -130,6 +130,27 @@ def hyper_laplacian_shrink(v: torch.Tensor, beta: float, alpha: float, newton_st
     return torch.where(keep, w * torch.sign(v), torch.zeros_like(v))
 
 
+def shift_image(image: torch.Tensor, offset: tuple[float, float]) -> torch.Tensor:
+    """Translate (B, C, H, W) by a (sub-pixel) ``offset`` = (dy, dx) pixels → (B, C, H, W): the content
+    at p moves to p + offset.
+
+    Band-limited (a phase ramp in the Fourier domain, no interpolation blur) on the image extended by
+    :func:`extend_periodic`, so nothing wraps around from the opposite border.
+    """
+    dy, dx = (float(v) for v in offset)
+    if dy == 0 and dx == 0:
+        return image
+    _, _, h, w = image.shape
+    margin = int(math.ceil(max(abs(dy), abs(dx)))) + 8
+    size = (fft_size(h + 2 * margin), fft_size(w + 2 * margin))
+    extended = extend_periodic(image.float(), margin, size)
+    fy = torch.fft.fftfreq(size[0], device=image.device)[:, None]
+    fx = torch.fft.rfftfreq(size[1], device=image.device)[None, :]
+    ramp = torch.exp(-2j * math.pi * (fy * dy + fx * dx))
+    moved = torch.fft.irfft2(torch.fft.rfft2(extended) * ramp, s=size)
+    return moved[..., margin:margin + h, margin:margin + w]
+
+
 def deconvolve(
     blurry: torch.Tensor,  # (B, C, H, W), values in [0, 1]
     psf: torch.Tensor,  # (S, S), or (B or 1, 1 or C, S, S)

@@ -12,8 +12,14 @@ import torch
 from data.kernels import shake_kernel
 from data.sharp_sources import DeadLeavesSource
 from data.synthetic import blur_valid
-from deblurring.alternating import _start_kernel, deblur_alternating, l0_energy, resize_support
-from deblurring.nonblind import deconvolve, deconvolve_cells, hyper_laplacian_energy, hyper_laplacian_shrink
+from deblurring.alternating import _start_kernel, centre_subpixel, deblur_alternating, l0_energy, resize_support
+from deblurring.nonblind import (
+    deconvolve,
+    deconvolve_cells,
+    hyper_laplacian_energy,
+    hyper_laplacian_shrink,
+    shift_image,
+)
 from models.psf_ops import convolve
 from utils.metrics import kernel_similarity
 
@@ -177,3 +183,40 @@ def test_default_preset_through_deblur_image(synthetic):
     # every run's sparse energy is scored, and the PSF kept beats the blob every run starts from
     assert len([h for h in a.history if "energy" in h]) == len(cfg["alternating"]["candidates"])
     assert l0_energy(y, psf) < l0_energy(y, resize_support(_start_kernel(9), psf.shape[-1]))
+
+
+def test_shift_image_moves_content_by_the_offset():
+    noise = torch.rand(1, 2, 54, 46, generator=torch.Generator().manual_seed(0))
+    box = torch.nn.functional.avg_pool2d
+    x = box(box(noise, 4, 1), 4, 1)  # (1, 2, 48, 40); an even box has no Nyquist content, whose sub-pixel move is lost
+    whole = shift_image(x, (2.0, -3.0))
+    assert torch.allclose(whole[..., 6:-6, 6:-6], torch.roll(x, (2, -3), (-2, -1))[..., 6:-6, 6:-6], atol=1e-4)
+    half = shift_image(shift_image(x, (0.3, 0.2)), (-0.3, -0.2))  # sub-pixel there and back
+    assert torch.allclose(half[..., 6:-6, 6:-6], x[..., 6:-6, 6:-6], atol=5e-3)
+    ramp = torch.arange(40, dtype=torch.float32).expand(1, 1, 48, 40) / 40  # a linear ramp moves exactly
+    moved = shift_image(ramp, (0.0, 0.3))
+    assert torch.allclose(moved[..., 8:-8, 8:-8], (ramp - 0.3 / 40)[..., 8:-8, 8:-8], atol=2e-3)
+
+
+def test_centre_subpixel_puts_the_centre_of_mass_at_the_centre():
+    k = torch.zeros(15, 15)
+    k[7, 5:10] = torch.tensor([0.1, 0.2, 0.2, 0.25, 0.25])  # centre of mass at column 7.35
+    k[6, 7] = 0.1  # ... and row 7 - 0.1 / 1.1
+    k = k / k.sum()
+    centred, (dy, dx) = centre_subpixel(k)
+    assert abs(dy + 0.1 / 1.1) < 1e-5 and abs(dx - 0.35 / 1.1 * 1.0) < 1e-5
+    idx = torch.arange(15, dtype=torch.float32)
+    assert abs(float((centred.sum(dim=1) * idx).sum()) - 7) < 0.01
+    assert abs(float((centred.sum(dim=0) * idx).sum()) - 7) < 0.01
+    assert float(centred.min()) >= 0 and math.isclose(float(centred.sum()), 1.0, rel_tol=1e-5)
+    assert kernel_similarity(centred, k) > 0.95  # the same PSF, moved
+
+
+def test_blind_result_is_registered_with_the_truth(synthetic):
+    """The sharp estimate is not translated against the truth (the PSF's centre-of-mass convention):
+    moving it by a quarter pixel either way makes it worse."""
+    y, x_true = synthetic["blurry"], synthetic["sharp"]
+    result = deblur_alternating(y, psf_size=21, candidates=[[9, 4e-3]], iterations=3)
+    here = _psnr(result.sharp, x_true, 16)
+    for offset in ((0.25, 0), (-0.25, 0), (0, 0.25), (0, -0.25)):
+        assert here > _psnr(shift_image(result.sharp, offset), x_true, 16)
