@@ -476,7 +476,7 @@ def deblur_alternating(
     l0_min: float = 1e-4,
     l0_beta_max: float = 1e5,
     kernel_reg: float = 1e-2,
-    kernel_threshold: float | None = None,
+    kernel_threshold: float | Sequence[float] | None = None,
     kernel_min_mass: float = 0.05,
     edge_select: float = 0.0,
     edge_window: float = 1.0,
@@ -505,7 +505,8 @@ def deblur_alternating(
     pyramid's step; ``iterations`` alternations per level; λ is divided by ``l0_decay`` after every
     iteration down to ``l0_min``; ``l0_beta_max`` ends each L0 solve; ``kernel_reg`` the kernel
     step's Tikhonov weight (relative to the gradient energy); ``kernel_threshold`` /
-    ``kernel_min_mass`` the projection (threshold default: 0.05 for σ < 0.003, else 0.1);
+    ``kernel_min_mass`` the projection (a list of thresholds: the whole estimate, polish included, is
+    run with each and the PSF of least L0 energy wins; default 0.05 for σ < 0.003, else [0.1, 0.15]);
     ``edge_select`` > 0 restricts the kernel step to edges of r-map above it (window ``edge_window`` ×
     the PSF side); ``prefilter`` > 0 estimates the kernel on the image blurred by a Gaussian of that
     σ (px): the same kernel relates the filtered pair, with less noise (default: 0 for σ < 0.003, else
@@ -547,14 +548,24 @@ def deblur_alternating(
     if polish is None:
         polish = 0 if sigma < 0.003 else 2
     if kernel_threshold is None:  # measured: faint PSF values are mostly noise on the σ = 0.01 photos
-        kernel_threshold = 0.05 if sigma < 0.003 else 0.1  # (+0.7 dB there, rocket −4.8 → +3.1 dB), but
-        # the long thin tails of the clean Levin kernels need 0.05 (0.1 there: 32.7 → 30.1 dB)
+        # (0.05 → 0.1: +0.7 dB there), but the long thin tails of the clean Levin kernels need 0.05 (0.1
+        # there: 32.7 → 30.1 dB); 0.1 or 0.15 is a toss-up per image (23 noisy photos: 10 better at 0.1,
+        # 13 at 0.15, by up to 3 dB either way) that the L0 energy mostly calls right: both are tried
+        thresholds = [0.05] if sigma < 0.003 else [0.1, 0.15]
+    else:
+        thresholds = [float(t) for t in kernel_threshold] if isinstance(kernel_threshold, Sequence) \
+            else [float(kernel_threshold)]
+    if final_weight is None:
+        final_weight = float(min(5000.0, max(200.0, final_noise_scale / sigma ** (2 / 3))))
+    knobs = dict(weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate, beta_max=final_beta_max,
+                 margin=psf_size)
 
     def prepare(image: torch.Tensor) -> torch.Tensor:  # g ⊛ y = k ⊛ (g ⊛ x) + g ⊛ n: the same kernel, less noise
         return _gaussian(image, prefilter) if prefilter > 0 else image
 
     rows, cols = estimation_window(gray_full, estimate_side)
     gray = prepare(gray_full[..., rows, cols])
+    y_window = y_full[..., rows, cols].mean(dim=1, keepdim=True)
 
     def report(entry: dict[str, Any]) -> None:
         history.append(entry)
@@ -566,12 +577,24 @@ def deblur_alternating(
         def project(k: torch.Tensor) -> torch.Tensor:
             return _project_to_space(k[None, None, None], kernel_space)[0, 0, 0]
 
-    estimate = partial(
-        estimate_kernel, psf_size=psf_size, scale_ratio=scale_ratio, iterations=iterations, l0_decay=l0_decay,
-        l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_threshold=kernel_threshold,
-        kernel_min_mass=kernel_min_mass, edge_select=edge_select, edge_window=edge_window, project=project,
-        report=report)
-    _, kernel, x = _best_candidate(gray, candidates, estimate, select_weight, report, progress is True)
+    best: tuple[float, torch.Tensor, Callable[..., Any]] | None = None
+    for threshold in thresholds:
+        estimate = partial(
+            estimate_kernel, psf_size=psf_size, scale_ratio=scale_ratio, iterations=iterations, l0_decay=l0_decay,
+            l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_threshold=threshold,
+            kernel_min_mass=kernel_min_mass, edge_select=edge_select, edge_window=edge_window, project=project,
+            report=report)
+        _, kernel, _ = _best_candidate(gray, candidates, estimate, select_weight, report, progress is True)
+        for _ in range(polish):  # on the estimation window: its deconvolution, a new kernel from it
+            restored = deconvolve(y_window, kernel[None, None], **knobs)
+            k = least_squares_kernel(restored, y_window, psf_size, reg=polish_reg, project=False)[0]
+            kernel = project_kernel(k, threshold, kernel_min_mass)
+        energy = l0_energy(gray, kernel, select_weight)
+        report({"kernel_threshold": threshold, "energy": energy})
+        if best is None or energy < best[0]:
+            best = (energy, kernel, estimate)
+    assert best is not None
+    _, kernel, estimate = best
 
     gh, gw = math.ceil(height / CELL), math.ceil(width / CELL)
     if cells and gh * gw > 1:
@@ -582,19 +605,7 @@ def deblur_alternating(
     if project is not None:
         psfs = _project_to_space(psfs, kernel_space)
 
-    if final_weight is None:
-        final_weight = float(min(5000.0, max(200.0, final_noise_scale / sigma ** (2 / 3))))
-    knobs = dict(weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate, beta_max=final_beta_max,
-                 margin=psf_size)
     if bool((psfs == psfs[:, :1, :1]).all()):  # one PSF: one deconvolution of the whole image, not one per cell
-        kernel = psfs[0, 0, 0]
-        y_window = y_full[..., rows, cols]
-        for _ in range(polish):  # on the estimation window: its deconvolution, a new kernel from it
-            restored = deconvolve(y_window, kernel[None, None], **knobs).mean(dim=1, keepdim=True)
-            k = least_squares_kernel(restored, y_window.mean(dim=1, keepdim=True), psf_size, reg=polish_reg,
-                                     project=False)[0]
-            kernel = project_kernel(k, kernel_threshold, kernel_min_mass)
-        psfs = kernel[None, None, None].expand(1, gh, gw, psf_size, psf_size).contiguous()
         sharp = deconvolve(y_full, psfs[:, 0, 0, None], **knobs)
         centred, offset = centre_subpixel(psfs[0, 0, 0])
         sharp = shift_image(sharp, offset).clamp(0, 1)  # registered with the input (centre_subpixel)

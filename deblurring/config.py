@@ -96,6 +96,12 @@ def deblur_config(
         )
     if alt["iterations"] < 1:
         raise UserError(f"{source}: 'alternating.iterations' must be >= 1")
+    threshold = alt["kernel_threshold"]
+    values = threshold if isinstance(threshold, (list, tuple)) else [threshold]
+    if threshold is not None and (not values or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1 for v in values)):
+        raise UserError(f"{source}: 'alternating.kernel_threshold' must be null, a number in [0, 1) or a "
+                        f"non-empty list of them, got {threshold!r}")
     return full
 
 

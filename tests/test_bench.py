@@ -22,8 +22,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 LEVIN_DIR = REPO.parent / "shared" / "benchmarks" / "levin"  # bench/levin.py's default --root
-# the deblur benchmarks' preset cut to one alternation of one candidate, no polish (seconds, not minutes)
-FAST_ALTERNATING = ("iterations=1", "candidates=[[9, 0.004]]", "polish=0")
+# the deblur benchmarks' preset cut to one alternation of one candidate under one kernel threshold, no polish
+FAST_ALTERNATING = ("iterations=1", "candidates=[[9, 0.004]]", "polish=0", "kernel_threshold=0.1")
 # a PSF of the true kernel's side: a 31-px PSF on a 64² image after one alternation is noise (8 dB)
 DEBLUR_SMOKE = {"images": ("astronaut", "camera"), "size": 64, "kernel_size": 9, "seed": 0}
 

@@ -150,6 +150,9 @@ def test_too_small_and_bad_config(tiny_model):
         deblur_config({"image": {"bogus": 1}})
     with pytest.raises(UserError, match="scales"):
         deblur_config({"scales": [1.0, 0.5], "scale_fractions": [1, 1]})
+    for bad in ("x", [], [0.1, 2.0], True):
+        with pytest.raises(UserError, match="'alternating.kernel_threshold' must be null, a number"):
+            deblur_config({"alternating": {"kernel_threshold": bad}})
     with pytest.raises(UserError, match="'algorithm' must be one of dip, direct, alternating"):
         deblur_config({"algorithm": "pixels"})
     with pytest.raises(UserError, match="dip.image_channels_down/up/skip"):
