@@ -169,7 +169,7 @@ def _centre_of_mass(kernel: torch.Tensor) -> tuple[float, float]:
 
 def _move_psf(kernel: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     """(S, S) PSF moved by (dy, dx) px by a Fourier phase ramp (band-limited: not widened), negatives
-    clipped, normalised."""
+    clipped (and, for a move under a pixel, the ringing farther than 1 px from the support), normalised."""
     s = kernel.shape[-1]
     pad = s // 2  # zero border: the move's ringing does not wrap around onto the PSF
     size = s + 2 * pad
@@ -178,6 +178,9 @@ def _move_psf(kernel: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     ramp = torch.exp(-2j * math.pi * (fy * dy + fx * dx))
     moved = torch.fft.irfft2(torch.fft.rfft2(F.pad(kernel.double(), (pad,) * 4)) * ramp, s=(size, size))
     out = moved[pad:pad + s, pad:pad + s].clamp_min(0)
+    if max(abs(dy), abs(dx)) <= 1:  # the ringing away from the support: a move under a pixel stays within 1 px of it
+        near = F.max_pool2d((kernel > 0).double()[None, None], 3, 1, 1)[0, 0] > 0
+        out = torch.where(near, out, torch.zeros_like(out))
     return (out / out.sum().clamp_min(1e-12)).to(kernel.dtype)
 
 
