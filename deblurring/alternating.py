@@ -145,13 +145,10 @@ def _remove_specks(kernel: torch.Tensor, min_mass: float) -> torch.Tensor:
 def _centre(kernel: torch.Tensor) -> torch.Tensor:
     """Shift an (S, S) PSF by whole pixels so that its centre of mass is nearest to the centre."""
     s = kernel.shape[-1]
-    total = kernel.sum()
-    if float(total) <= 0:
+    if float(kernel.sum()) <= 0:
         return kernel
-    idx = torch.arange(s, dtype=kernel.dtype)
-    cy = float((kernel.sum(dim=1) * idx).sum() / total)
-    cx = float((kernel.sum(dim=0) * idx).sum() / total)
-    dy, dx = int(round(s // 2 - cy)), int(round(s // 2 - cx))
+    cy, cx = _centre_of_mass(kernel)
+    dy, dx = int(round(-cy)), int(round(-cx))
     if dy == 0 and dx == 0:
         return kernel
     padded = F.pad(kernel, (s, s, s, s))
@@ -355,8 +352,8 @@ def estimate_kernel(
     edge_window: float = 1.0,
     project: Callable[[torch.Tensor], torch.Tensor] | None = None,
     report: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One coarse-to-fine run of the L0 / least-squares alternation → (PSF (S, S), last L0 image (1, 1, H, W)).
+) -> torch.Tensor:
+    """One coarse-to-fine run of the L0 / least-squares alternation → the PSF (S, S).
 
     Knobs as in :func:`deblur_alternating`; ``min_kernel`` is the PSF side at the coarsest level
     (which fixes the pyramid's depth), ``project`` an extra projection of full-size kernels.
@@ -365,7 +362,6 @@ def estimate_kernel(
     plan = _pyramid(height, width, psf_size, scale_ratio, min(min_kernel, psf_size))
     kernel = _start_kernel(plan[0][1])
     lam = l0_weight
-    x = gray
     previous = plan[0][0]
     for level, (scale, size) in enumerate(plan):
         y = _resize_image(gray, scale)
@@ -388,7 +384,7 @@ def estimate_kernel(
                 report({"level": level, "scale": scale, "kernel_size": size, "step": it, "l0_weight": lam,
                         "data": float((convolve(x, kernel[None, None]) - y).square().mean())})
             lam = max(lam / l0_decay, l0_min)
-    return F.pad(kernel, ((psf_size - kernel.shape[-1]) // 2,) * 4), x
+    return F.pad(kernel, ((psf_size - kernel.shape[-1]) // 2,) * 4)
 
 
 def estimation_window(gray: torch.Tensor, side: int | None) -> tuple[slice, slice]:
@@ -419,18 +415,18 @@ def estimation_window(gray: torch.Tensor, side: int | None) -> tuple[slice, slic
 def _best_candidate(
     gray: torch.Tensor,
     candidates: Sequence[Sequence[float]],
-    estimate: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    estimate: Callable[..., torch.Tensor],
     select_weight: float,
     report: Callable[[dict[str, Any]], None] | None = None,
     verbose: bool = False,
-) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """One :func:`estimate_kernel` run per candidate on ``gray`` (1, 1, h, w) → (L0 energy, PSF (S, S),
-    L0 image) of the run of least :func:`l0_energy`."""
-    best: tuple[float, torch.Tensor, torch.Tensor] | None = None
+) -> tuple[float, torch.Tensor]:
+    """One :func:`estimate_kernel` run per candidate on ``gray`` (1, 1, h, w) → (L0 energy, PSF (S, S)) of
+    the run of least :func:`l0_energy`."""
+    best: tuple[float, torch.Tensor] | None = None
     for index, candidate in enumerate(candidates):
         min_kernel, l0_weight = candidate[:2]
         extra = {"scale_ratio": float(candidate[2])} if len(candidate) > 2 else {}
-        kernel, x = estimate(gray, min_kernel=int(min_kernel), l0_weight=float(l0_weight), **extra)
+        kernel = estimate(gray, min_kernel=int(min_kernel), l0_weight=float(l0_weight), **extra)
         energy = l0_energy(gray, kernel, select_weight)
         if report is not None:
             report({"candidate": index, "min_kernel": int(min_kernel), "l0_weight": float(l0_weight),
@@ -439,7 +435,7 @@ def _best_candidate(
             print(f"candidate {index} (min_kernel {min_kernel}, l0_weight {l0_weight}): energy {energy:.4f}",
                   flush=True)
         if best is None or energy < best[0]:
-            best = (energy, kernel, x)
+            best = (energy, kernel)
     assert best is not None
     return best
 
@@ -448,7 +444,7 @@ def _window_kernels(
     gray: torch.Tensor,
     whole: torch.Tensor,
     candidates: Sequence[Sequence[float]],
-    estimate: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    estimate: Callable[..., torch.Tensor],
     select_weight: float,
 ) -> torch.Tensor:
     """One PSF per 128-px cell of gray (1, 1, H, W) → (gh · gw, S, S): a blind estimate on the cell and
@@ -461,7 +457,7 @@ def _window_kernels(
         for j in range(gw):
             top, left = max(0, i * CELL - CELL // 2), max(0, j * CELL - CELL // 2)
             window = gray[..., top:(i + 1) * CELL + CELL // 2, left:(j + 1) * CELL + CELL // 2]
-            energy, kernel, _ = _best_candidate(window, candidates, estimate, select_weight)
+            energy, kernel = _best_candidate(window, candidates, estimate, select_weight)
             out.append(kernel if energy < l0_energy(window, whole, select_weight) else whole)
     return torch.stack(out)
 
@@ -587,7 +583,7 @@ def deblur_alternating(
             l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_threshold=threshold,
             kernel_min_mass=kernel_min_mass, edge_select=edge_select, edge_window=edge_window, project=project,
             report=report)
-        _, kernel, _ = _best_candidate(gray, candidates, estimate, select_weight, report, progress is True)
+        _, kernel = _best_candidate(gray, candidates, estimate, select_weight, report, progress is True)
         for _ in range(polish):  # on the estimation window: its deconvolution, a new kernel from it
             restored = deconvolve(y_window, kernel[None, None], **knobs)
             k = least_squares_kernel(restored, y_window, psf_size, reg=polish_reg, project=False)[0]
