@@ -127,6 +127,8 @@ def ours(kernel_space, cfg: dict, device: torch.device, seed: int) -> Callable[[
     def run(case: dict) -> np.ndarray:
         result = deblur_image(to_tensor(case["blurry"]), kernel_space, cfg, device, progress=False, seed=seed)
         case["last_steps"] = sum(h.get("phase") == "main" or "level" in h for h in result.history)
+        if result.psf is not None:  # the mean PSF of the map (one PSF if uniform)
+            case["psf"] = result.psf[0].mean(dim=(0, 1)).numpy()
         return to_numpy(result.sharp)
 
     return run

@@ -165,9 +165,8 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table, the numbers and the figure."""
-    from deblurring.alternating import deblur_alternating
+    from deblurring.alternating import deblur_alternating, final_deconvolution
     from deblurring.config import deblur_config
-    from deblurring.nonblind import deconvolve
     from utils.config import load_config
     from utils.fileio import atomic_write
     from utils.metrics import kernel_similarity
@@ -201,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         blurry = torch.from_numpy(case["blurry"])[None, None]
         start = time.perf_counter()
         if args.true_kernel:
-            nb = {k: v for k, v in knobs.items() if k.startswith("final_")}
-            sharp = deconvolve(blurry, torch.from_numpy(case["kernel"]), **{k[6:]: v for k, v in nb.items()})
+            sharp = final_deconvolution(blurry, torch.from_numpy(case["kernel"]),
+                                        **{k: v for k, v in knobs.items() if k.startswith("final_")})
             psf = case["kernel"]
         else:
             result = deblur_alternating(blurry, seed=args.seed, progress=False, **knobs)

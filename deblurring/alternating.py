@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from deblurring.nonblind import (
     circular_gradients,
+    clipped_mask,
     deconvolve,
     deconvolve_cells,
     estimate_noise,
@@ -316,10 +317,14 @@ def _project_to_space(psfs: torch.Tensor, kernel_space: Any) -> torch.Tensor:
     return out / out.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
 
 
-def l0_energy(blurry: torch.Tensor, psf: torch.Tensor, weight: float = 1e-3, *, crop: int | None = None) -> float:
+def l0_energy(
+    blurry: torch.Tensor, psf: torch.Tensor, weight: float = 1e-3, *, crop: int | None = None,
+    clipped: torch.Tensor | None = None,
+) -> float:
     """The sparse-prior MAP energy of a PSF for a gray blurry image (1, 1, H, W):
     ``‖k ⊛ x − y‖² + weight · #{∇x ≠ 0}`` at ``x = l0_deblur(y, k, weight)``, the squared error summed
-    over the pixels at least ``crop`` (default S // 2) from the border → a number.
+    over the pixels at least ``crop`` (default S // 2) from the border and (with ``clipped``, (1, 1, H, W)
+    bool) not within the PSF's reach of a clipped pixel → a number.
 
     Lower is a better explanation of y. Unlike a natural-image prior, this energy does not prefer
     the no-blur answer (a delta) to the true blur; it ranks the candidates of
@@ -327,11 +332,47 @@ def l0_energy(blurry: torch.Tensor, psf: torch.Tensor, weight: float = 1e-3, *, 
     """
     x = l0_deblur(blurry, psf, weight)
     c = psf.shape[-1] // 2 if crop is None else crop
-    err = (convolve(x, psf[None, None].to(x)) - blurry.float())[..., c:x.shape[-2] - c, c:x.shape[-1] - c]
+    err = convolve(x, psf[None, None].to(x)) - blurry.float()
+    keep = None if clipped is None else trusted_pixels(clipped, 1.0, psf.shape[-1])
+    if keep is not None:
+        err = err * keep
+    err = err[..., c:x.shape[-2] - c, c:x.shape[-1] - c]
     dx = x[..., :, 1:] - x[..., :, :-1]
     dy = x[..., 1:, :] - x[..., :-1, :]
     edges = (dx.abs() > 1e-3).sum() + (dy.abs() > 1e-3).sum()
     return float(err.square().sum() + weight * edges)
+
+
+def support_radius(kernel: torch.Tensor) -> int:
+    """Half-side of the smallest centred square holding the support (values > 0) of an (S, S) PSF."""
+    s = kernel.shape[-1]
+    rows, cols = torch.nonzero(kernel > 0, as_tuple=True)
+    if rows.numel() == 0:
+        return 0
+    return int(max((rows - s // 2).abs().max(), (cols - s // 2).abs().max()))
+
+
+def follow_support(kernel: torch.Tensor, factor: float, limit: int, growth: float = 1.25, slack: int = 2) -> int:
+    """The kernel window of the next pyramid level: the support of ``kernel`` (S, S) magnified by
+    ``factor``, grown by ``growth`` and ``slack`` px so the PSF can still extend, as an odd side
+    ≤ ``limit``. A small blur is then estimated in a small window (fewer unknowns, less noise in the
+    PSF), a large one in a window that keeps up with it: the support is found, not configured."""
+    radius = int(math.ceil(support_radius(kernel) * factor * growth)) + slack
+    return min(limit, 2 * radius + 1)
+
+
+def trusted_pixels(clipped: torch.Tensor, scale: float, size: int) -> torch.Tensor | None:
+    """Where the kernel step may look, at a pyramid level: clipped (1, 1, H, W) bool at full size →
+    (h, w) float, 0 on the pixels within the blur's reach (``size`` px) of a clipped one, 1 elsewhere;
+    None when nothing is clipped or too little (< 10 %) would be left."""
+    if not bool(clipped.any()):
+        return None
+    h, w = clipped.shape[-2:]
+    level = (max(1, round(h * scale)), max(1, round(w * scale)))
+    bad = F.interpolate(clipped.float(), size=level, mode="area") > 0 if scale != 1.0 else clipped.float() > 0
+    near = F.max_pool2d(bad.float(), size, 1, size // 2)[0, 0] > 0
+    keep = (~near).float()
+    return keep if float(keep.mean()) >= 0.1 else None
 
 
 def estimate_kernel(
@@ -350,13 +391,17 @@ def estimate_kernel(
     kernel_min_mass: float = 0.05,
     edge_select: float = 0.0,
     edge_window: float = 1.0,
+    clipped: torch.Tensor | None = None,
     project: Callable[[torch.Tensor], torch.Tensor] | None = None,
     report: Callable[[dict[str, Any]], None] | None = None,
 ) -> torch.Tensor:
-    """One coarse-to-fine run of the L0 / least-squares alternation → the PSF (S, S).
+    """One coarse-to-fine run of the L0 / least-squares alternation → the PSF (S', S'), S' ≤ ``psf_size``
+    the window its support grew into (:func:`follow_support`).
 
     Knobs as in :func:`deblur_alternating`; ``min_kernel`` is the PSF side at the coarsest level
-    (which fixes the pyramid's depth), ``project`` an extra projection of full-size kernels.
+    (which fixes the pyramid's depth), ``clipped`` (1, 1, H, W) bool the saturated pixels, kept out of
+    the kernel step with every pixel their blur reaches (:func:`trusted_pixels`), ``project`` an
+    extra projection of full-size kernels.
     """
     height, width = gray.shape[-2:]
     plan = _pyramid(height, width, psf_size, scale_ratio, min(min_kernel, psf_size))
@@ -365,15 +410,19 @@ def estimate_kernel(
     previous = plan[0][0]
     for level, (scale, size) in enumerate(plan):
         y = _resize_image(gray, scale)
+        if level > 0:
+            size = max(min(size, plan[0][1]), follow_support(kernel, scale / previous, size))
         kernel = project_kernel(resize_kernel(kernel, size, scale / previous), kernel_threshold, kernel_min_mass)
         previous = scale
-        weight = None
+        weight = _taper(y.shape[-2:], size)
         if edge_select > 0:
             window = max(3, int(round(edge_window * size)) | 1)
             mask = (edge_usefulness(y, window) > edge_select).float()[None, None]
             smooth = 2 * size + 1  # slowly varying: weighting ∇x and ∇y alike then commutes with the blur
-            mask = F.avg_pool2d(F.pad(mask, (smooth // 2,) * 4, mode="replicate"), smooth, 1)[0, 0]
-            weight = mask * _taper(y.shape[-2:], size)
+            weight = weight * F.avg_pool2d(F.pad(mask, (smooth // 2,) * 4, mode="replicate"), smooth, 1)[0, 0]
+        keep = None if clipped is None else trusted_pixels(clipped, scale, size)
+        if keep is not None:
+            weight = weight * keep
         for it in range(iterations):
             x = l0_deblur(y, kernel, lam, beta_max=l0_beta_max)
             estimate = least_squares_kernel(x, y, size, reg=kernel_reg, weight=weight, project=False)[0]
@@ -384,7 +433,35 @@ def estimate_kernel(
                 report({"level": level, "scale": scale, "kernel_size": size, "step": it, "l0_weight": lam,
                         "data": float((convolve(x, kernel[None, None]) - y).square().mean())})
             lam = max(lam / l0_decay, l0_min)
-    return F.pad(kernel, ((psf_size - kernel.shape[-1]) // 2,) * 4)
+    return kernel
+
+
+def final_weight_for(sigma: float, final_weight: float | None = None, final_noise_scale: float = 46.0) -> float:
+    """Data weight of the final non-blind step for noise σ: ``final_weight`` if given, else
+    ``final_noise_scale / σ^(2/3)`` clamped to [200, 5000]."""
+    if final_weight is not None:
+        return float(final_weight)
+    return float(min(5000.0, max(200.0, final_noise_scale / max(sigma, 1e-4) ** (2 / 3))))
+
+
+def final_deconvolution(
+    blurry: torch.Tensor,  # (1, C, H, W) in [0, 1]
+    psf: torch.Tensor,  # (S, S)
+    *,
+    final_weight: float | None = None,
+    final_noise_scale: float = 46.0,
+    final_alpha: float = 0.8,
+    final_beta_rate: float = 2.0,
+    final_beta_max: float = 1024.0,
+) -> torch.Tensor:
+    """The final step of :func:`deblur_alternating` given a PSF → sharp (1, C, H, W) in [0, 1], not
+    registered: hyper-Laplacian deconvolution (:func:`deblurring.nonblind.deconvolve`) with the data
+    weight of :func:`final_weight_for` at the noise estimated from ``blurry``, clipped pixels trusted
+    only as lower bounds (:func:`deblurring.nonblind.clipped_mask`)."""
+    y = blurry.detach().float().cpu().clamp(0, 1)
+    weight = final_weight_for(estimate_noise(y), final_weight, final_noise_scale)
+    return deconvolve(y, psf.float()[None, None], weight=weight, alpha=final_alpha, beta_rate=final_beta_rate,
+                      beta_max=final_beta_max, margin=psf.shape[-1], clipped=clipped_mask(y))
 
 
 def estimation_window(gray: torch.Tensor, side: int | None) -> tuple[slice, slice]:
@@ -419,15 +496,16 @@ def _best_candidate(
     select_weight: float,
     report: Callable[[dict[str, Any]], None] | None = None,
     verbose: bool = False,
-) -> tuple[float, torch.Tensor]:
-    """One :func:`estimate_kernel` run per candidate on ``gray`` (1, 1, h, w) → (L0 energy, PSF (S, S)) of
-    the run of least :func:`l0_energy`."""
-    best: tuple[float, torch.Tensor] | None = None
+    clipped: torch.Tensor | None = None,
+) -> tuple[float, torch.Tensor, Sequence[float]]:
+    """One :func:`estimate_kernel` run per candidate on ``gray`` (1, 1, h, w) → (L0 energy, PSF (S, S),
+    candidate) of the run of least :func:`l0_energy`."""
+    best: tuple[float, torch.Tensor, Sequence[float]] | None = None
     for index, candidate in enumerate(candidates):
         min_kernel, l0_weight = candidate[:2]
         extra = {"scale_ratio": float(candidate[2])} if len(candidate) > 2 else {}
-        kernel = estimate(gray, min_kernel=int(min_kernel), l0_weight=float(l0_weight), **extra)
-        energy = l0_energy(gray, kernel, select_weight)
+        kernel = estimate(gray, min_kernel=int(min_kernel), l0_weight=float(l0_weight), clipped=clipped, **extra)
+        energy = l0_energy(gray, kernel, select_weight, clipped=clipped)
         if report is not None:
             report({"candidate": index, "min_kernel": int(min_kernel), "l0_weight": float(l0_weight),
                     **extra, "energy": energy})
@@ -435,7 +513,7 @@ def _best_candidate(
             print(f"candidate {index} (min_kernel {min_kernel}, l0_weight {l0_weight}): energy {energy:.4f}",
                   flush=True)
         if best is None or energy < best[0]:
-            best = (energy, kernel)
+            best = (energy, kernel, candidate)
     assert best is not None
     return best
 
@@ -457,16 +535,20 @@ def _window_kernels(
         for j in range(gw):
             top, left = max(0, i * CELL - CELL // 2), max(0, j * CELL - CELL // 2)
             window = gray[..., top:(i + 1) * CELL + CELL // 2, left:(j + 1) * CELL + CELL // 2]
-            energy, kernel = _best_candidate(window, candidates, estimate, select_weight)
+            energy, kernel, _ = _best_candidate(window, candidates, estimate, select_weight)
             out.append(kernel if energy < l0_energy(window, whole, select_weight) else whole)
-    return torch.stack(out)
+    size = max(k.shape[-1] for k in out)
+    return torch.stack([resize_support(k, size) for k in out])
 
 
 def deblur_alternating(
     blurry: torch.Tensor,  # (1, C, H, W), C = 1 (gray) or 3, values in [0, 1]
     kernel_space: Any = None,  # optional PSF-type KernelSpace: code of the result, kernel projection
     *,
-    psf_size: int = 31,
+    psf_size: int = 101,
+    support_start: int = 31,
+    support_step: float = 1.8,
+    support_gain: float = 0.02,
     candidates: Sequence[Sequence[float]] = ((9, 4e-3, 0.8), (9, 4e-3), (11, 4e-3), (13, 4e-3)),
     select_weight: float = 1e-3,
     scale_ratio: float = math.sqrt(0.5),
@@ -495,8 +577,15 @@ def deblur_alternating(
 ) -> DeblurResult:
     """Blind deblurring of one image by coarse-to-fine L0 / least-squares alternation (module docstring).
 
-    Knobs: ``psf_size`` the (odd) side of the PSF found. ``candidates``: (min_kernel, l0_weight[,
-    scale_ratio]) tuples, one full coarse-to-fine run each (:func:`estimate_kernel`: ``min_kernel``
+    Knobs: ``psf_size`` the (odd) side of the largest PSF searched (cut to half the image's shorter
+    side, :func:`largest_psf`). The support is found: the whole estimate is run with the size
+    limits of :func:`size_ladder` (``support_start``, × ``support_step``, ..., ``psf_size``), each
+    estimate's window following its PSF's support (:func:`follow_support`; the larger limits with the
+    candidate that won the first), and the smallest limit whose L0 energy is within ``support_gain``
+    (relative) of the lowest wins. Clipped pixels (:func:`deblurring.nonblind.clipped_mask`) and every
+    pixel their blur reaches are kept out of the kernel step and the energies, and the final step
+    trusts them only as lower bounds. ``candidates``: (min_kernel, l0_weight[, scale_ratio]) tuples,
+    one full coarse-to-fine run each (:func:`estimate_kernel`: ``min_kernel``
     the PSF side at the coarsest level, i.e. the pyramid's depth, ``l0_weight`` the starting L0
     weight λ, ``scale_ratio`` the pyramid's step, default the knob ``scale_ratio``); the
     run of least :func:`l0_energy` (weight ``select_weight``) wins — single runs fail now and then
@@ -537,87 +626,157 @@ def deblur_alternating(
     if not candidates:
         raise ValueError("candidates must hold at least one (min_kernel, l0_weight) pair")
     del seed  # deterministic: nothing is random
-    y_full = blurry.detach().float().cpu().clamp(0, 1)
-    height, width = y_full.shape[-2:]
-    gray_full = y_full.mean(dim=1, keepdim=True)
     history: list[dict[str, Any]] = []
-    sigma = max(estimate_noise(y_full), 1e-4)
-    if prefilter is None:  # measured: σ = 1 px on the σ = 0.01 photos; nothing on the clean Levin images
-        prefilter = 0.0 if sigma < 0.003 else min(1.0, 100 * sigma)
-    if polish is None:
-        polish = 0 if sigma < 0.003 else 2
-    if kernel_threshold is None:  # measured: faint PSF values are mostly noise on the σ = 0.01 photos
-        # (0.05 → 0.1: +0.7 dB there), but the long thin tails of the clean Levin kernels need 0.05 (0.1
-        # there: 32.7 → 30.1 dB); 0.1 or 0.15 is a toss-up per image (23 noisy photos: 10 better at 0.1,
-        # 13 at 0.15, by up to 3 dB either way) that the L0 energy mostly calls right: both are tried
-        thresholds = [0.05] if sigma < 0.003 else [0.1, 0.15]
-    else:
-        thresholds = [float(t) for t in kernel_threshold] if isinstance(kernel_threshold, Sequence) \
-            else [float(kernel_threshold)]
-    if final_weight is None:
-        final_weight = float(min(5000.0, max(200.0, final_noise_scale / sigma ** (2 / 3))))
-    knobs = dict(weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate, beta_max=final_beta_max,
-                 margin=psf_size)
-
-    def prepare(image: torch.Tensor) -> torch.Tensor:  # g ⊛ y = k ⊛ (g ⊛ x) + g ⊛ n: the same kernel, less noise
-        return _gaussian(image, prefilter) if prefilter > 0 else image
-
-    rows, cols = estimation_window(gray_full, estimate_side)
-    gray = prepare(gray_full[..., rows, cols])
-    y_window = y_full[..., rows, cols].mean(dim=1, keepdim=True)
 
     def report(entry: dict[str, Any]) -> None:
         history.append(entry)
         if callable(progress):
             progress(entry)
 
+    y_full = blurry.detach().float().cpu().clamp(0, 1)
+    height, width = y_full.shape[-2:]
+    sigma = max(estimate_noise(y_full), 1e-4)
+    prefilter, polish, thresholds = _noise_adaptive(sigma, prefilter, polish, kernel_threshold)
+    final_weight = final_weight_for(sigma, final_weight, final_noise_scale)
+
+    # 1. where to measure the blur, and what to keep out of it (clipped lights and their blur)
+    gray_full = y_full.mean(dim=1, keepdim=True)
+    rows, cols = estimation_window(gray_full, estimate_side)
+    y_window = gray_full[..., rows, cols]
+    clipped = clipped_mask(y_full[..., rows, cols]).any(dim=1, keepdim=True)
+    limit = largest_psf(y_window.shape[-2:], psf_size)
+    if limit != psf_size:
+        report({"psf_size": psf_size, "clipped_to": limit})
+
+    # 2. the kernel: every candidate under every threshold, polished; least L0 energy wins. The size
+    # limit grows (support_sizes) while a larger one explains the image better (support_gain)
     project = None
     if space_projection and kernel_space is not None:
         def project(k: torch.Tensor) -> torch.Tensor:
             return _project_to_space(k[None, None, None], kernel_space)[0, 0, 0]
 
-    best: tuple[float, torch.Tensor, Callable[..., Any]] | None = None
-    for threshold in thresholds:
-        estimate = partial(
-            estimate_kernel, psf_size=psf_size, scale_ratio=scale_ratio, iterations=iterations, l0_decay=l0_decay,
-            l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_threshold=threshold,
-            kernel_min_mass=kernel_min_mass, edge_select=edge_select, edge_window=edge_window, project=project,
-            report=report)
-        _, kernel = _best_candidate(gray, candidates, estimate, select_weight, report, progress is True)
-        for _ in range(polish):  # on the estimation window: its deconvolution, a new kernel from it
-            restored = deconvolve(y_window, kernel[None, None], **knobs)
-            k = least_squares_kernel(restored, y_window, psf_size, reg=polish_reg, project=False)[0]
-            kernel = project_kernel(k, threshold, kernel_min_mass)
-        energy = l0_energy(gray, kernel, select_weight)
-        report({"kernel_threshold": threshold, "energy": energy})
-        if best is None or energy < best[0]:
-            best = (energy, kernel, estimate)
-    assert best is not None
-    _, kernel, estimate = best
+    gray = _gaussian(y_window, prefilter) if prefilter > 0 else y_window  # the same kernel, less noise
+    estimate_for = partial(
+        estimate_kernel, scale_ratio=scale_ratio, iterations=iterations, l0_decay=l0_decay,
+        l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_min_mass=kernel_min_mass,
+        edge_select=edge_select, edge_window=edge_window, project=project, report=report)
+    polish_knobs = dict(weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate,
+                        beta_max=final_beta_max)
+    ladder = size_ladder(limit, support_start, support_step)
+    runs: list[tuple[float, torch.Tensor, Callable[..., Any]]] = []
+    trial = candidates
+    for size in ladder:
+        best: tuple[float, torch.Tensor, Callable[..., Any], Sequence[float]] | None = None
+        for threshold in thresholds:
+            estimate = partial(estimate_for, psf_size=size, kernel_threshold=threshold)
+            _, kernel, candidate = _best_candidate(gray, trial, estimate, select_weight, report,
+                                                   progress is True, clipped)
+            for _ in range(polish):
+                kernel = polish_kernel(y_window, kernel, clipped, size, polish_reg, threshold, kernel_min_mass,
+                                       polish_knobs)
+            energy = l0_energy(gray, kernel, select_weight, clipped=clipped)
+            report({"kernel_threshold": threshold, "energy": energy, "psf_size": kernel.shape[-1]})
+            if best is None or energy < best[0]:
+                best = (energy, kernel, estimate, candidate)
+        assert best is not None
+        common = l0_energy(gray, best[1], select_weight, clipped=clipped, crop=ladder[-1] // 2)
+        report({"size_limit": size, "energy": common, "psf_size": best[1].shape[-1]})
+        runs.append((common, best[1], best[2]))
+        trial = [best[3]]  # larger limits: the winning candidate only (the pyramid's start is settled)
+    lowest = min(energy for energy, _, _ in runs)  # the smallest limit within support_gain of the best
+    _, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
 
+    # 3. one PSF, or one per cell where that explains the cell better
     gh, gw = math.ceil(height / CELL), math.ceil(width / CELL)
     if cells and gh * gw > 1:
-        psfs = _window_kernels(prepare(gray_full), kernel, candidates, estimate, select_weight)
-        psfs = psfs.view(1, gh, gw, psf_size, psf_size)
+        smooth = _gaussian(gray_full, prefilter) if prefilter > 0 else gray_full
+        psfs = _window_kernels(smooth, kernel, candidates, estimate, select_weight)[None]
+        psfs = psfs.view(1, gh, gw, *psfs.shape[-2:])
     else:
-        psfs = kernel[None, None, None].expand(1, gh, gw, psf_size, psf_size).contiguous()
+        psfs = kernel[None, None, None].expand(1, gh, gw, *kernel.shape).contiguous()
     if project is not None:
         psfs = _project_to_space(psfs, kernel_space)
 
-    if bool((psfs == psfs[:, :1, :1]).all()):  # one PSF: one deconvolution of the whole image, not one per cell
-        sharp = deconvolve(y_full, psfs[:, 0, 0, None], **knobs)
-        centred, offset = centre_subpixel(psfs[0, 0, 0])
-        sharp = shift_image(sharp, offset).clamp(0, 1)  # registered with the input (centre_subpixel)
-        psfs = centred[None, None, None].expand(1, gh, gw, psf_size, psf_size).contiguous()
-        reblurred = convolve(sharp, psfs[:, 0, 0, None]).clamp(0, 1)
-    else:
-        moved = [centre_subpixel(k) for k in psfs[0].flatten(0, 1)]
-        offsets = torch.tensor([offset for _, offset in moved]).view(gh, gw, 2)
-        sharp = deconvolve_cells(y_full, psfs, offsets=offsets, **knobs)
-        psfs = torch.stack([k for k, _ in moved]).view(1, gh, gw, psf_size, psf_size)
-        reblurred = blur_cells(sharp, psfs).clamp(0, 1)
-    code = None
-    if kernel_space is not None:
-        code = code_of_psfs(psfs, kernel_space)
+    # 4. the final deconvolution, registered with the input
+    knobs = dict(final_weight=final_weight, final_alpha=final_alpha, final_beta_rate=final_beta_rate,
+                 final_beta_max=final_beta_max)
+    sharp, psfs = register_and_deconvolve(y_full, psfs, knobs)
+    reblurred = (convolve(sharp, psfs[:, 0, 0, None]) if psfs.shape[1:3] == (1, 1) or
+                 bool((psfs == psfs[:, :1, :1]).all()) else blur_cells(sharp, psfs)).clamp(0, 1)
+    code = None if kernel_space is None else code_of_psfs(psfs, kernel_space)
     report({"final_weight": final_weight})
     return DeblurResult(sharp=sharp, code=code, reblurred=reblurred, history=history, psf=psfs)
+
+
+def _noise_adaptive(
+    sigma: float, prefilter: float | None, polish: int | None, kernel_threshold: float | Sequence[float] | None
+) -> tuple[float, int, list[float]]:
+    """The knobs whose default follows the noise σ of the input → (prefilter, polish, thresholds).
+
+    Measured: a Gaussian prefilter of σ = 1 px and two polish rounds help on σ = 0.01 photos and
+    nothing on the clean Levin images; faint PSF values are mostly noise on noisy photos (threshold
+    0.1 or 0.15, a toss-up per image that the L0 energy mostly calls right: both are tried), while
+    the long thin tails of the clean Levin kernels need 0.05.
+    """
+    noisy = sigma >= 0.003
+    if prefilter is None:
+        prefilter = min(1.0, 100 * sigma) if noisy else 0.0
+    if polish is None:
+        polish = 2 if noisy else 0
+    if kernel_threshold is None:
+        thresholds = [0.1, 0.15] if noisy else [0.05]
+    elif isinstance(kernel_threshold, Sequence):
+        thresholds = [float(t) for t in kernel_threshold]
+    else:
+        thresholds = [float(kernel_threshold)]
+    return float(prefilter), int(polish), thresholds
+
+
+def size_ladder(limit: int, start: int = 31, step: float = 1.8) -> list[int]:
+    """The PSF size limits tried, small to large: ``start``, × ``step`` (odd) ..., ending with ``limit``."""
+    sizes = [min(start, limit)]
+    while sizes[-1] < limit:
+        sizes.append(min(limit, int(round(sizes[-1] * step)) | 1))
+    return sizes
+
+
+def largest_psf(shape: Sequence[int], psf_size: int) -> int:
+    """The largest PSF side searched on an image of ``shape`` (h, w): ``psf_size``, cut to the largest
+    odd side ≤ half the shorter image side (a blur wider than that cannot be told from the image)."""
+    half = max(3, min(int(shape[0]), int(shape[1])) // 2)
+    return min(psf_size, half - 1 + half % 2)
+
+
+def polish_kernel(
+    gray: torch.Tensor, kernel: torch.Tensor, clipped: torch.Tensor, limit: int, reg: float, threshold: float,
+    min_mass: float, knobs: dict[str, float],
+) -> torch.Tensor:
+    """One polish round: the kernel (S, S) re-estimated by least squares from the non-blind
+    deconvolution of ``gray`` (1, 1, H, W) with it, in a window that follows its support
+    (:func:`follow_support`, at most ``limit``), away from clipped pixels → the projected PSF."""
+    restored = deconvolve(gray, kernel[None, None], **knobs, margin=kernel.shape[-1], clipped=clipped)
+    size = max(kernel.shape[-1], follow_support(kernel, 1.0, limit))
+    keep = trusted_pixels(clipped, 1.0, size)
+    weight = _taper(gray.shape[-2:], size) * (1.0 if keep is None else keep)
+    k = least_squares_kernel(restored, gray, size, reg=reg, weight=weight, project=False)[0]
+    return project_kernel(k, threshold, min_mass)
+
+
+def register_and_deconvolve(
+    blurry: torch.Tensor, psfs: torch.Tensor, knobs: dict[str, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The final step: blurry (1, C, H, W) deconvolved with the PSF map (1, gh, gw, S, S)
+    (:func:`final_deconvolution`; a map of distinct PSFs: per cell, blended) and moved so that it is
+    registered with the input (:func:`centre_subpixel`) → (sharp (1, C, H, W), the PSFs centred)."""
+    gh, gw, s = psfs.shape[1], psfs.shape[2], psfs.shape[-1]
+    if bool((psfs == psfs[:, :1, :1]).all()):  # one PSF: one deconvolution of the whole image
+        sharp = final_deconvolution(blurry, psfs[0, 0, 0], **knobs)
+        centred, offset = centre_subpixel(psfs[0, 0, 0])
+        sharp = shift_image(sharp, offset).clamp(0, 1)
+        return sharp, centred[None, None, None].expand(1, gh, gw, s, s).contiguous()
+    moved = [centre_subpixel(k) for k in psfs[0].flatten(0, 1)]
+    offsets = torch.tensor([offset for _, offset in moved]).view(gh, gw, 2)
+    weight = final_weight_for(estimate_noise(blurry), knobs.get("final_weight"))
+    sharp = deconvolve_cells(blurry, psfs, offsets=offsets, weight=weight, alpha=knobs["final_alpha"],
+                             beta_rate=knobs["final_beta_rate"], beta_max=knobs["final_beta_max"], margin=s)
+    return sharp, torch.stack([k for k, _ in moved]).view(1, gh, gw, s, s)

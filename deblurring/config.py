@@ -85,6 +85,11 @@ def deblur_config(
     alt = full["alternating"]
     if alt["psf_size"] < 3 or alt["psf_size"] % 2 == 0:
         raise UserError(f"{source}: 'alternating.psf_size' must be odd and >= 3, got {alt['psf_size']}")
+    if alt["support_start"] < 3 or alt["support_start"] % 2 == 0:
+        raise UserError(f"{source}: 'alternating.support_start' must be odd and >= 3, got {alt['support_start']}")
+    if not alt["support_step"] > 1 or not 0 <= alt["support_gain"] < 1:
+        raise UserError(f"{source}: 'alternating.support_step' must be > 1 and 'alternating.support_gain' in [0, 1), "
+                        f"got {alt['support_step']} and {alt['support_gain']}")
     candidates = alt["candidates"]
     if not candidates or any(
         not isinstance(c, (list, tuple)) or len(c) not in (2, 3) or any(isinstance(v, bool) or

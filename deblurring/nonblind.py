@@ -162,6 +162,7 @@ def deconvolve(
     beta_max: float = 256.0,
     margin: int | None = None,
     fill_border: bool = True,
+    clipped: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Non-blind hyper-Laplacian deconvolution with one PSF per image → (B, C, H, W), clipped to [0, 1].
 
@@ -171,6 +172,9 @@ def deconvolve(
     ``fill_border`` the margin's data are not trusted: before every x-step they are replaced by the
     current estimate blurred (k ⊛ x), so only the image's own pixels constrain x (the unknown-border
     model; the reflected margin is not the blur of anything for a non-symmetric PSF).
+    ``clipped`` (B, C, H, W) bool marks saturated pixels (:func:`clipped_mask`): their true value is
+    at least the recorded one, so there the data term only pulls ``k ⊛ x`` up to ``y``, never down
+    (a one-sided data term, after Whyte et al. 2014): a light that clipped does not ring.
     """
     if psf.dim() == 2:
         psf = psf[None, None]
@@ -181,7 +185,8 @@ def deconvolve(
     if c > 1:  # the channels are independent problems: one at a time bounds the memory (12 MP: ~1 GB less)
         knobs = dict(weight=weight, alpha=alpha, beta_start=beta_start, beta_rate=beta_rate, beta_max=beta_max,
                      margin=margin, fill_border=fill_border)
-        return torch.cat([deconvolve(blurry[:, i:i + 1], psf[:, i:i + 1] if psf.shape[1] > 1 else psf, **knobs)
+        return torch.cat([deconvolve(blurry[:, i:i + 1], psf[:, i:i + 1] if psf.shape[1] > 1 else psf, **knobs,
+                                     clipped=None if clipped is None else clipped[:, i:i + 1])
                           for i in range(c)], dim=1)
     margin = 2 * s if margin is None else margin
     size = (fft_size(h + 2 * margin), fft_size(w + 2 * margin))
@@ -194,12 +199,19 @@ def deconvolve(
     kernel_energy = weight * otf.abs().square()
     inside = torch.zeros(size, dtype=torch.bool, device=y.device)
     inside[margin:margin + h, margin:margin + w] = True
+    saturated = None
+    if clipped is not None and bool(clipped.any()):
+        saturated = torch.zeros((b, 1, *size), dtype=torch.bool, device=y.device)
+        saturated[..., margin:margin + h, margin:margin + w] = clipped.to(y.device)
     x = y
     beta = beta_start
     while beta < beta_max:
-        if fill_border and beta > beta_start:
+        if (fill_border or saturated is not None) and beta > beta_start:
             reblurred = torch.fft.irfft2(otf * torch.fft.rfft2(x), s=size)
-            numerator = weight * otf.conj() * torch.fft.rfft2(torch.where(inside, y, reblurred))
+            data = torch.where(inside, y, reblurred) if fill_border else y
+            if saturated is not None:
+                data = torch.where(saturated, torch.maximum(reblurred, y), data)
+            numerator = weight * otf.conj() * torch.fft.rfft2(data)
         dx, dy = circular_gradients(x)
         wx = hyper_laplacian_shrink(dx, beta, alpha)
         wy = hyper_laplacian_shrink(dy, beta, alpha)
@@ -251,6 +263,13 @@ def deconvolve_cells(
             blend = wy[i, top:bottom, None] * wx[j, None, left:right]
             out[..., top:bottom, left:right] += blend * x[..., top - t0:bottom - t0, left - l0:right - l0]
     return out.clamp(0, 1)
+
+
+def clipped_mask(image: torch.Tensor, level: float = 254.5 / 255) -> torch.Tensor:
+    """Saturated pixels of (B, C, H, W) images in [0, 1]: values at or above ``level`` (the top 8-bit
+    code) and their 8 neighbours (noise lets the rim of a clipped area read just below the top)
+    → bool (B, C, H, W)."""
+    return F.max_pool2d((image >= level).float(), 3, 1, 1) > 0
 
 
 def estimate_noise(image: torch.Tensor) -> float:

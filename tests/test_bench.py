@@ -10,6 +10,7 @@ installed with ``pip install -e .``)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -56,6 +57,10 @@ def smoke_cases(out: Path) -> dict[str, tuple[tuple[str, ...], Path]]:
         "levin.py": (("--images", "im1_kernel5", *(a for knob in FAST_ALTERNATING for a in ("--set", knob)),
                       "--threads", "1", "--figure", "1", "--tag", "smoke", "--out", str(out)),
                      out / "levin_smoke.json"),
+        "large_blur.py": (("--images", "astronaut,camera", "--kernel-sizes", "9,15", "--size", "64", "--threads", "1",
+                           *(a for knob in (*FAST_ALTERNATING, "psf_size=15")
+                             for a in ("--set", f"alternating.{knob}")),
+                           "--tag", "smoke", "--out", str(out)), out / "large_blur_smoke.json"),
     }
 
 
@@ -78,6 +83,40 @@ def test_benchmark_smoke(script, tmp_path):
         check_deblur_bench(tmp_path)
     if script == "levin.py":
         check_levin(tmp_path)
+    if script == "large_blur.py":
+        check_large_blur(tmp_path)
+
+
+def check_large_blur(out: Path) -> None:
+    """The table, the numbers and the figure of a large_blur.py smoke run agree with the cases it made."""
+    from bench.deblur_bench import scores
+    from bench.large_blur import make_case
+
+    payload = json.loads((out / "large_blur_smoke.json").read_text())
+    rows = payload["rows"]
+    assert [(r["kernel_size"], r["image"]) for r in rows] == [(k, i) for k in (9, 15) for i in ("astronaut", "camera")]
+    rng = np.random.default_rng(0)  # the cases again, as the bench made them: same seed, same order
+    for row in rows:
+        case = make_case(row["image"], 64, row["kernel_size"], 0.02, rng)
+        assert math.isclose(row["psnr_blurry"], scores(case["blurry"], case["sharp"])[0], abs_tol=1e-6)
+        assert 0 < row["clipped"] < 0.5 and case["kernel"].shape == (row["kernel_size"],) * 2
+        assert np.isfinite(row["psnr_ours"]) and np.isfinite(row["psnr_true"]) and row["found_psf_size"] <= 15
+    for size in ("9", "15", "all"):
+        mine = [r for r in rows if size == "all" or str(r["kernel_size"]) == size]
+        summary = payload["summary"][size]
+        assert math.isclose(summary["gain_mean"], np.mean([r["psnr_ours"] - r["psnr_blurry"] for r in mine]))
+        assert f"| {size} | {len(mine)} | {summary['psnr_blurry']:.2f} |" in (out / "large_blur_smoke.md").read_text()
+    _picture(out / "large_blur_smoke.png")
+
+
+def test_levin_true_kernel_runs(tmp_path):
+    """bench/levin.py --true-kernel: the final step given the true kernel beats the blurry input."""
+    if not (LEVIN_DIR / "im1_kernel5_img.png").exists():
+        pytest.skip(f"the Levin benchmark files are not in {LEVIN_DIR}")
+    run("bench/levin.py", "--true-kernel", "--images", "im1_kernel5", "--threads", "1", "--figure", "0",
+        "--tag", "truek", "--out", str(tmp_path))
+    (row,) = json.loads((tmp_path / "levin_truek.json").read_text())["rows"]
+    assert row["psnr"] > row["psnr_blurry"] + 3 and row["kernel_similarity"] > 0.999
 
 
 def _picture(path: Path) -> np.ndarray:
