@@ -545,7 +545,7 @@ def deblur_alternating(
     blurry: torch.Tensor,  # (1, C, H, W), C = 1 (gray) or 3, values in [0, 1]
     kernel_space: Any = None,  # optional PSF-type KernelSpace: code of the result, kernel projection
     *,
-    psf_size: int = 101,
+    psf_size: int = 31,
     support_start: int = 31,
     support_step: float = 1.8,
     support_gain: float = 0.02,
@@ -581,7 +581,7 @@ def deblur_alternating(
     side, :func:`largest_psf`). The support is found: the whole estimate is run with the size
     limits of :func:`size_ladder` (``support_start``, × ``support_step``, ..., ``psf_size``), each
     estimate's window following its PSF's support (:func:`follow_support`; the larger limits with the
-    candidate that won the first), and the smallest limit whose L0 energy is within ``support_gain``
+    candidate and threshold that won the first), and the smallest limit whose L0 energy is within ``support_gain``
     (relative) of the lowest wins. Clipped pixels (:func:`deblurring.nonblind.clipped_mask`) and every
     pixel their blur reaches are kept out of the kernel step and the energies, and the final step
     trusts them only as lower bounds. ``candidates``: (min_kernel, l0_weight[, scale_ratio]) tuples,
@@ -682,7 +682,8 @@ def deblur_alternating(
         common = l0_energy(gray, best[1], select_weight, clipped=clipped, crop=ladder[-1] // 2)
         report({"size_limit": size, "energy": common, "psf_size": best[1].shape[-1]})
         runs.append((common, best[1], best[2]))
-        trial = [best[3]]  # larger limits: the winning candidate only (the pyramid's start is settled)
+        trial = [best[3]]  # larger limits: the winning candidate and threshold only
+        thresholds = [best[2].keywords["kernel_threshold"]]
     lowest = min(energy for energy, _, _ in runs)  # the smallest limit within support_gain of the best
     _, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
 
