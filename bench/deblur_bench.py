@@ -119,6 +119,11 @@ def scores(estimate: np.ndarray, sharp: np.ndarray) -> tuple[float, float]:
     return float(psnr), float(ssim)
 
 
+def preset_model(cfg: dict) -> str:
+    """The checkpoint a deblur preset names (its ``model`` key), relative paths taken from the repository."""
+    return cfg["model"] if Path(cfg["model"]).is_absolute() else str(REPO / cfg["model"])
+
+
 def ours(kernel_space, cfg: dict, device: torch.device, seed: int) -> Callable[[dict], np.ndarray]:
     """A method of the benchmark: deblur.deblur_image with a config."""
     from data.image_io import to_numpy, to_tensor
@@ -205,8 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     fast_cfg = load_config(args.config, "deblur", args.set)
-    if args.model is None:
-        args.model = str(REPO / fast_cfg["model"]) if not Path(fast_cfg["model"]).is_absolute() else fast_cfg["model"]
+    args.model = args.model or preset_model(fast_cfg)
     kernel_space = KernelSpace.load(args.model, device)
     rng = np.random.default_rng(args.seed)
     cases = [

@@ -128,7 +128,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table, the numbers and the figure."""
-    from bench.deblur_bench import ours
+    from bench.deblur_bench import ours, preset_model
     from models.kernel_space import KernelSpace
     from utils.device import resolve_device
     from utils.fileio import atomic_write
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cfg = load_config(args.config, "deblur", args.set)
-    model = args.model or (cfg["model"] if Path(cfg["model"]).is_absolute() else str(REPO / cfg["model"]))
+    model = args.model or preset_model(cfg)
     kernel_space = KernelSpace.load(model, device)
     run_ours = ours(kernel_space, cfg, device, args.seed)
     run_true = None if args.no_true_kernel else true_kernel_step(cfg)

@@ -370,7 +370,8 @@ def trusted_pixels(clipped: torch.Tensor, scale: float, size: int) -> torch.Tens
     h, w = clipped.shape[-2:]
     level = (max(1, round(h * scale)), max(1, round(w * scale)))
     bad = F.interpolate(clipped.float(), size=level, mode="area") > 0 if scale != 1.0 else clipped.float() > 0
-    near = F.max_pool2d(bad.float(), size, 1, size // 2)[0, 0] > 0
+    bad = F.max_pool2d(bad.float(), (size, 1), 1, (size // 2, 0))  # a square max, as two 1-D passes
+    near = F.max_pool2d(bad, (1, size), 1, (0, size // 2))[0, 0] > 0
     keep = (~near).float()
     return keep if float(keep.mean()) >= 0.1 else None
 
@@ -411,7 +412,7 @@ def estimate_kernel(
     for level, (scale, size) in enumerate(plan):
         y = _resize_image(gray, scale)
         if level > 0:
-            size = max(min(size, plan[0][1]), follow_support(kernel, scale / previous, size))
+            size = max(plan[0][1], follow_support(kernel, scale / previous, size))  # plan sizes grow from plan[0]
         kernel = project_kernel(resize_kernel(kernel, size, scale / previous), kernel_threshold, kernel_min_mass)
         previous = scale
         weight = _taper(y.shape[-2:], size)
@@ -459,7 +460,7 @@ def final_deconvolution(
     weight of :func:`final_weight_for` at the noise estimated from ``blurry``, clipped pixels trusted
     only as lower bounds (:func:`deblurring.nonblind.clipped_mask`)."""
     y = blurry.detach().float().cpu().clamp(0, 1)
-    weight = final_weight_for(estimate_noise(y), final_weight, final_noise_scale)
+    weight = final_weight if final_weight is not None else final_weight_for(estimate_noise(y), None, final_noise_scale)
     return deconvolve(y, psf.float()[None, None], weight=weight, alpha=final_alpha, beta_rate=final_beta_rate,
                       beta_max=final_beta_max, margin=psf.shape[-1], clipped=clipped_mask(y))
 
@@ -648,8 +649,8 @@ def deblur_alternating(
     if limit != psf_size:
         report({"psf_size": psf_size, "clipped_to": limit})
 
-    # 2. the kernel: every candidate under every threshold, polished; least L0 energy wins. The size
-    # limit grows (support_sizes) while a larger one explains the image better (support_gain)
+    # 2. the kernel: every candidate under every threshold, polished; least L0 energy wins. Then the
+    # larger size limits of size_ladder; the smallest within support_gain of the lowest energy wins
     project = None
     if space_projection and kernel_space is not None:
         def project(k: torch.Tensor) -> torch.Tensor:
@@ -666,7 +667,7 @@ def deblur_alternating(
     runs: list[tuple[float, torch.Tensor, Callable[..., Any]]] = []
     trial = candidates
     for size in ladder:
-        best: tuple[float, torch.Tensor, Callable[..., Any], Sequence[float]] | None = None
+        best: tuple[float, torch.Tensor, Callable[..., Any], Sequence[float], float] | None = None
         for threshold in thresholds:
             estimate = partial(estimate_for, psf_size=size, kernel_threshold=threshold)
             _, kernel, candidate = _best_candidate(gray, trial, estimate, select_weight, report,
@@ -677,13 +678,13 @@ def deblur_alternating(
             energy = l0_energy(gray, kernel, select_weight, clipped=clipped)
             report({"kernel_threshold": threshold, "energy": energy, "psf_size": kernel.shape[-1]})
             if best is None or energy < best[0]:
-                best = (energy, kernel, estimate, candidate)
+                best = (energy, kernel, estimate, candidate, threshold)
         assert best is not None
         common = l0_energy(gray, best[1], select_weight, clipped=clipped, crop=ladder[-1] // 2)
         report({"size_limit": size, "energy": common, "psf_size": best[1].shape[-1]})
         runs.append((common, best[1], best[2]))
         trial = [best[3]]  # larger limits: the winning candidate and threshold only
-        thresholds = [best[2].keywords["kernel_threshold"]]
+        thresholds = [best[4]]
     lowest = min(energy for energy, _, _ in runs)  # the smallest limit within support_gain of the best
     _, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
 
@@ -701,9 +702,7 @@ def deblur_alternating(
     # 4. the final deconvolution, registered with the input
     knobs = dict(final_weight=final_weight, final_alpha=final_alpha, final_beta_rate=final_beta_rate,
                  final_beta_max=final_beta_max)
-    sharp, psfs = register_and_deconvolve(y_full, psfs, knobs)
-    reblurred = (convolve(sharp, psfs[:, 0, 0, None]) if psfs.shape[1:3] == (1, 1) or
-                 bool((psfs == psfs[:, :1, :1]).all()) else blur_cells(sharp, psfs)).clamp(0, 1)
+    sharp, psfs, reblurred = register_and_deconvolve(y_full, psfs, knobs)
     code = None if kernel_space is None else code_of_psfs(psfs, kernel_space)
     report({"final_weight": final_weight})
     return DeblurResult(sharp=sharp, code=code, reblurred=reblurred, history=history, psf=psfs)
@@ -765,19 +764,21 @@ def polish_kernel(
 
 def register_and_deconvolve(
     blurry: torch.Tensor, psfs: torch.Tensor, knobs: dict[str, float]
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The final step: blurry (1, C, H, W) deconvolved with the PSF map (1, gh, gw, S, S)
     (:func:`final_deconvolution`; a map of distinct PSFs: per cell, blended) and moved so that it is
-    registered with the input (:func:`centre_subpixel`) → (sharp (1, C, H, W), the PSFs centred)."""
+    registered with the input (:func:`centre_subpixel`) → (sharp (1, C, H, W), the PSFs centred,
+    the sharp image re-blurred by them). ``knobs``: the ``final_*`` keywords, ``final_weight`` resolved."""
     gh, gw, s = psfs.shape[1], psfs.shape[2], psfs.shape[-1]
     if bool((psfs == psfs[:, :1, :1]).all()):  # one PSF: one deconvolution of the whole image
         sharp = final_deconvolution(blurry, psfs[0, 0, 0], **knobs)
         centred, offset = centre_subpixel(psfs[0, 0, 0])
         sharp = shift_image(sharp, offset).clamp(0, 1)
-        return sharp, centred[None, None, None].expand(1, gh, gw, s, s).contiguous()
+        reblurred = convolve(sharp, centred[None, None]).clamp(0, 1)
+        return sharp, centred[None, None, None].expand(1, gh, gw, s, s).contiguous(), reblurred
     moved = [centre_subpixel(k) for k in psfs[0].flatten(0, 1)]
     offsets = torch.tensor([offset for _, offset in moved]).view(gh, gw, 2)
-    weight = final_weight_for(estimate_noise(blurry), knobs.get("final_weight"))
-    sharp = deconvolve_cells(blurry, psfs, offsets=offsets, weight=weight, alpha=knobs["final_alpha"],
+    sharp = deconvolve_cells(blurry, psfs, offsets=offsets, weight=knobs["final_weight"], alpha=knobs["final_alpha"],
                              beta_rate=knobs["final_beta_rate"], beta_max=knobs["final_beta_max"], margin=s)
-    return sharp, torch.stack([k for k, _ in moved]).view(1, gh, gw, s, s)
+    psfs = torch.stack([k for k, _ in moved]).view(1, gh, gw, s, s)
+    return sharp, psfs, blur_cells(sharp, psfs).clamp(0, 1)
