@@ -37,6 +37,7 @@ from models.psf_ops import CELL
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
+from utils.paths import model_path as model_path_from_config
 from utils.paths import refuse_overwrite
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "transfer" / "default.yml"
@@ -273,12 +274,6 @@ def load_model(path: str | Path, device: torch.device) -> KernelSpace:
         raise UserError(f"{path}: model checkpoint not found (pass --model CKPT: a checkpoint written by "
                         "train.py or one converted with scripts/convert_published_checkpoint.py)")
     return KernelSpace.load(str(path), device)
-
-
-def model_path_from_config(value: str) -> Path:
-    """The config's ``model`` path: relative paths are taken from the repository root."""
-    path = Path(value)
-    return path if path.is_absolute() or path.exists() else Path(__file__).resolve().parent / path
 
 
 def output_paths(targets: Sequence[str], output: str | None, output_dir: str | None, suffix: str) -> list[Path]:

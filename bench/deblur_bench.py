@@ -3,7 +3,7 @@
 Sharp photos: scikit-image's bundled images (the evaluation set; never used for training), centre
 crops of ``--size``. Each is blurred by a kernel from data/kernels.py (valid convolution of a larger
 crop, so no border artefacts), plus Gaussian noise (σ = 0.01) and 8-bit quantisation. Methods:
-the blurry input; ours (``deblur.deblur_image``) with a preset, by default configs/deblur/default.yml,
+the blurry input; ours (``deblurring.run.deblur_image``) with a preset, by default configs/deblur/default.yml,
 what ``deblur.py`` runs by default; ours with the paper preset on the first ``--paper N`` images
 (slow); non-blind Richardson–Lucy and Wiener deconvolution given the TRUE kernel.
 
@@ -125,9 +125,9 @@ def preset_model(cfg: dict) -> str:
 
 
 def ours(kernel_space, cfg: dict, device: torch.device, seed: int) -> Callable[[dict], np.ndarray]:
-    """A method of the benchmark: deblur.deblur_image with a config."""
+    """A method of the benchmark: deblurring.run.deblur_image with a config."""
     from data.image_io import to_numpy, to_tensor
-    from deblur import deblur_image
+    from deblurring.run import deblur_image
 
     def run(case: dict) -> np.ndarray:
         result = deblur_image(to_tensor(case["blurry"]), kernel_space, cfg, device, progress=False, seed=seed)

@@ -7,7 +7,7 @@ artefact). Each photo is brightened so that ``--clip`` of its pixels
 exceed 1 (an exposure gain, at most 2×), those pixels made lights ``LIGHT_GAIN`` times brighter still,
 blurred by a camera-shake kernel of data/kernels.py spanning 60–100 % of its side, given Gaussian
 noise (σ = 0.01), then clipped to [0, 1] and quantised to 8 bits; the ground truth is the brightened
-sharp photo clipped to [0, 1]. Methods: the blurry input; ours (``deblur.deblur_image`` with a
+sharp photo clipped to [0, 1]. Methods: the blurry input; ours (``deblurring.run.deblur_image`` with a
 preset, by default configs/deblur/default.yml, what ``deblur.py`` runs by default); and the
 final non-blind step of that preset given the TRUE kernel (an upper bound of what the kernel estimate
 can give).

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from deblurring.nonblind import (
+    adjoint_gradients,
     circular_gradients,
     clipped_mask,
     deconvolve,
@@ -63,6 +64,7 @@ from deblurring.nonblind import (
 )
 from deblurring.result import DeblurResult
 from models.psf_ops import CELL, blur_cells, convolve, least_squares_kernel
+from utils.threads import parallel_map, single_threaded_ops
 
 
 def l0_deblur(
@@ -96,8 +98,7 @@ def l0_deblur(
     while beta < beta_max:
         dx, dy = circular_gradients(x)
         keep = (dx.square() + dy.square()) >= weight / beta
-        dx, dy = dx * keep, dy * keep
-        rhs = numerator + beta * (gx.conj() * torch.fft.rfft2(dx) + gy.conj() * torch.fft.rfft2(dy))
+        rhs = numerator + beta * torch.fft.rfft2(adjoint_gradients(dx * keep, dy * keep))
         x = torch.fft.irfft2(rhs / (kernel_energy + beta * grad_energy), s=size)
         beta *= beta_rate
     return x[..., margin:margin + h, margin:margin + w]
@@ -490,32 +491,46 @@ def estimation_window(gray: torch.Tensor, side: int | None) -> tuple[slice, slic
     return slice(top, top + wh), slice(left, left + ww)
 
 
-def _best_candidate(
+def _best_candidates(
     gray: torch.Tensor,
     candidates: Sequence[Sequence[float]],
-    estimate: Callable[..., torch.Tensor],
+    estimates: Sequence[Callable[..., torch.Tensor]],
     select_weight: float,
     report: Callable[[dict[str, Any]], None] | None = None,
     verbose: bool = False,
     clipped: torch.Tensor | None = None,
-) -> tuple[float, torch.Tensor, Sequence[float]]:
-    """One :func:`estimate_kernel` run per candidate on ``gray`` (1, 1, h, w) → (L0 energy, PSF (S, S),
-    candidate) of the run of least :func:`l0_energy`."""
-    best: tuple[float, torch.Tensor, Sequence[float]] | None = None
-    for index, candidate in enumerate(candidates):
+) -> list[tuple[float, torch.Tensor, Sequence[float]]]:
+    """One :func:`estimate_kernel` run per candidate and per estimate (one estimate per kernel
+    threshold) on ``gray`` (1, 1, h, w), every run on the thread pool (:func:`utils.threads.parallel_map`)
+    → for each estimate the (L0 energy, PSF (S, S), candidate) of the run of least :func:`l0_energy`.
+    The runs' history entries are reported in order (estimate by estimate, candidate by candidate),
+    so the history does not depend on the thread count either."""
+    jobs = [(e, index, candidate) for e in range(len(estimates)) for index, candidate in enumerate(candidates)]
+
+    def run(job: tuple[int, int, Sequence[float]]) -> tuple[float, torch.Tensor, Sequence[float], list[dict]]:
+        e, index, candidate = job
+        entries: list[dict[str, Any]] = []
         min_kernel, l0_weight = candidate[:2]
         extra = {"scale_ratio": float(candidate[2])} if len(candidate) > 2 else {}
-        kernel = estimate(gray, min_kernel=int(min_kernel), l0_weight=float(l0_weight), clipped=clipped, **extra)
+        kernel = estimates[e](gray, min_kernel=int(min_kernel), l0_weight=float(l0_weight), clipped=clipped,
+                              report=entries.append, **extra)
         energy = l0_energy(gray, kernel, select_weight, clipped=clipped)
-        if report is not None:
-            report({"candidate": index, "min_kernel": int(min_kernel), "l0_weight": float(l0_weight),
-                    **extra, "energy": energy})
-        if verbose:
-            print(f"candidate {index} (min_kernel {min_kernel}, l0_weight {l0_weight}): energy {energy:.4f}",
-                  flush=True)
-        if best is None or energy < best[0]:
-            best = (energy, kernel, candidate)
-    assert best is not None
+        entries.append({"candidate": index, "min_kernel": int(min_kernel), "l0_weight": float(l0_weight),
+                        **extra, "energy": energy})
+        return energy, kernel, candidate, entries
+
+    results = parallel_map(run, jobs)
+    best = []
+    for e in range(len(estimates)):
+        runs = results[e * len(candidates):(e + 1) * len(candidates)]
+        for energy, _, candidate, entries in runs:
+            for entry in entries:
+                if report is not None:
+                    report(entry)
+            if verbose:
+                print(f"candidate {entries[-1]['candidate']} (min_kernel {candidate[0]}, l0_weight {candidate[1]}): "
+                      f"energy {energy:.4f}", flush=True)
+        best.append(min(runs, key=lambda r: r[0])[:3])  # the first of equal energies
     return best
 
 
@@ -536,12 +551,13 @@ def _window_kernels(
         for j in range(gw):
             top, left = max(0, i * CELL - CELL // 2), max(0, j * CELL - CELL // 2)
             window = gray[..., top:(i + 1) * CELL + CELL // 2, left:(j + 1) * CELL + CELL // 2]
-            energy, kernel, _ = _best_candidate(window, candidates, estimate, select_weight)
+            energy, kernel, _ = _best_candidates(window, candidates, [estimate], select_weight)[0]
             out.append(kernel if energy < l0_energy(window, whole, select_weight) else whole)
     size = max(k.shape[-1] for k in out)
     return torch.stack([resize_support(k, size) for k in out])
 
 
+@single_threaded_ops()
 def deblur_alternating(
     blurry: torch.Tensor,  # (1, C, H, W), C = 1 (gray) or 3, values in [0, 1]
     kernel_space: Any = None,  # optional PSF-type KernelSpace: code of the result, kernel projection
@@ -668,13 +684,18 @@ def deblur_alternating(
     trial = candidates
     for size in ladder:
         best: tuple[float, torch.Tensor, Callable[..., Any], Sequence[float], float] | None = None
-        for threshold in thresholds:
-            estimate = partial(estimate_for, psf_size=size, kernel_threshold=threshold)
-            _, kernel, candidate = _best_candidate(gray, trial, estimate, select_weight, report,
-                                                   progress is True, clipped)
+        estimates = [partial(estimate_for, psf_size=size, kernel_threshold=t) for t in thresholds]
+        winners = _best_candidates(gray, trial, estimates, select_weight, report, progress is True, clipped)
+
+        def polished(job: tuple[float, torch.Tensor], limit: int = size) -> torch.Tensor:
+            threshold, kernel = job
             for _ in range(polish):
-                kernel = polish_kernel(y_window, kernel, clipped, size, polish_reg, threshold, kernel_min_mass,
+                kernel = polish_kernel(y_window, kernel, clipped, limit, polish_reg, threshold, kernel_min_mass,
                                        polish_knobs)
+            return kernel
+
+        kernels = parallel_map(polished, [(t, w[1]) for t, w in zip(thresholds, winners)])
+        for threshold, kernel, estimate, (_, _, candidate) in zip(thresholds, kernels, estimates, winners):
             energy = l0_energy(gray, kernel, select_weight, clipped=clipped)
             report({"kernel_threshold": threshold, "energy": energy, "psf_size": kernel.shape[-1]})
             if best is None or energy < best[0]:

@@ -14,7 +14,6 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from utils.errors import UserError
@@ -47,6 +46,8 @@ def _load_features(weights_path: str | os.PathLike | None, last: int) -> nn.Sequ
         raise UserError(f"{path}: cannot read VGG-19 weights ({type(exc).__name__}: {exc})") from exc
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a vgg19 state_dict (dict of tensors), got {type(state).__name__}")
+    import torchvision  # here, not at the top: importing it costs every command ~1 s of start-up
+
     features = torchvision.models.vgg19(weights=None).features[: last + 1]
     wanted = {f"features.{k}": v for k, v in features.state_dict().items()}
     missing = [k for k in wanted if k not in state]

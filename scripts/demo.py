@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from data.image_io import read_image, to_numpy, to_tensor, write_image
-from deblur import deblur_image
+from deblurring.run import deblur_image
 from models import KernelSpace
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import run_cli
 from utils.metrics import psnr
-from utils.paths import refuse_overwrite
+from utils.paths import model_path, refuse_overwrite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,12 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = resolve_device(args.device)
     cfg = load_config(ROOT / "configs" / "deblur" / "default.yml", "deblur")
-    model_path = Path(args.model or cfg["model"])
-    if not model_path.is_absolute() and not model_path.exists():
-        model_path = ROOT / model_path
-    model = KernelSpace.load(str(model_path), device)
+    checkpoint = model_path(args.model or cfg["model"])
+    model = KernelSpace.load(str(checkpoint), device)
     blurry = read_image(args.input)
-    print(f"deblurring {args.input} ({blurry.rgb.shape[1]}×{blurry.rgb.shape[0]}) with {model_path} on {device} ...")
+    print(f"deblurring {args.input} ({blurry.rgb.shape[1]}×{blurry.rgb.shape[0]}) with {checkpoint} on {device} ...")
     start = time.perf_counter()
     result = deblur_image(to_tensor(blurry.rgb), model, cfg, device, progress=True, seed=0)
     seconds = time.perf_counter() - start

@@ -13,10 +13,11 @@ import pytest
 import torch
 import yaml
 
-from deblur import deblur_config, deblur_image, main
-from deblurring.config import through_space_keywords
+from deblur import main
+from deblurring.config import deblur_config, through_space_keywords
 from deblurring.dip import deblur_dip
 from deblurring.direct import deblur_direct
+from deblurring.run import deblur_image
 from utils.errors import UserError, run_cli
 
 # few steps, small networks: every F call runs on a 128×128 pad of the tiny model

@@ -155,10 +155,10 @@ def test_blur_convention_of_the_synthetic_case(synthetic):
 
 
 def test_default_preset_through_deblur_image(synthetic):
-    """deblur.deblur_image with the default preset (alternating) and a PSF-type model: the objectives
+    """deblurring.run.deblur_image with the default preset (alternating) and a PSF-type model: the objectives
     decrease, the PSF found matches the true blur, PSNR rises, the code is the model's, same seed same output."""
-    from deblur import deblur_image
     from deblurring.nonblind import hyper_laplacian_energy
+    from deblurring.run import deblur_image
     from models import KernelSpace
     from utils.config import load_config
 

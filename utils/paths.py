@@ -113,3 +113,14 @@ def refuse_inside(outputs: Iterable[PathLike | None], folders: Iterable[PathLike
                 raise UserError(
                     f"{output}: is inside the input folder {folder}; write it outside the folder it reads"
                 )
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def model_path(value: str | os.PathLike) -> Path:
+    """A checkpoint path from ``--model`` or a config's ``model`` → the file to load: the path as
+    given when it is absolute or exists from here, else relative to the repository root (where
+    the shipped model lives)."""
+    path = Path(value)
+    return path if path.is_absolute() or path.exists() else REPO_ROOT / path
