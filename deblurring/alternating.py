@@ -652,13 +652,13 @@ def deblur_alternating(
 
     y_full = blurry.detach().float().cpu().clamp(0, 1)
     height, width = y_full.shape[-2:]
-    sigma = max(estimate_noise(y_full), 1e-4)
-    prefilter, polish, thresholds = _noise_adaptive(sigma, prefilter, polish, kernel_threshold)
-    final_weight = final_weight_for(sigma, final_weight, final_noise_scale)
 
-    # 1. where to measure the blur, and what to keep out of it (clipped lights and their blur)
+    # 1. where to measure the blur (and the noise), and what to keep out of it (clipped lights and their blur)
     gray_full = y_full.mean(dim=1, keepdim=True)
     rows, cols = estimation_window(gray_full, estimate_side)
+    sigma = max(estimate_noise(y_full[..., rows, cols]), 1e-4)
+    prefilter, polish, thresholds = _noise_adaptive(sigma, prefilter, polish, kernel_threshold)
+    final_weight = final_weight_for(sigma, final_weight, final_noise_scale)
     y_window = gray_full[..., rows, cols]
     clipped = clipped_mask(y_full[..., rows, cols]).any(dim=1, keepdim=True)
     limit = largest_psf(y_window.shape[-2:], psf_size)

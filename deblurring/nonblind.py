@@ -105,7 +105,13 @@ def gradient_otfs(shape: tuple[int, int], device: torch.device | None = None) ->
 
 def circular_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Circular forward differences of (..., H, W) along W and along H (the adjoint pair of the OTFs)."""
-    return torch.roll(x, -1, dims=-1) - x, torch.roll(x, -1, dims=-2) - x
+    dx = torch.empty_like(x)
+    torch.sub(x[..., :, 1:], x[..., :, :-1], out=dx[..., :, :-1])
+    torch.sub(x[..., :, :1], x[..., :, -1:], out=dx[..., :, -1:])
+    dy = torch.empty_like(x)
+    torch.sub(x[..., 1:, :], x[..., :-1, :], out=dy[..., :-1, :])
+    torch.sub(x[..., :1, :], x[..., -1:, :], out=dy[..., -1:, :])
+    return dx, dy
 
 
 def _shrink_newton(v: torch.Tensor, beta: float, alpha: float, newton_steps: int = 8) -> torch.Tensor:
@@ -145,20 +151,26 @@ def hyper_laplacian_shrink(v: torch.Tensor, beta: float, alpha: float, points: i
         return torch.zeros_like(v)
     grid = torch.linspace(0.0, top, points, dtype=torch.float64, device=v.device)
     table = _shrink_newton(grid, beta, alpha).to(v.dtype)
-    position = a * ((points - 1) / top)
+    ends = torch.stack([table[:-1], table[1:]], dim=1)  # (points − 1, 2): both ends of every interval
+    position = a.flatten() * ((points - 1) / top)
     index = position.long().clamp_(max=points - 2)
-    low, high = table[index], table[index + 1]
+    low, high = torch.index_select(ends, 0, index).unbind(1)
     w = torch.lerp(low, high, position - index)
-    jump = (low == 0) & (high > 0)
+    jump = (low == 0) & (high > 0)  # the interval where the minimiser jumps from 0: solved exactly
     if bool(jump.any()):
-        w[jump] = _shrink_newton(a[jump], beta, alpha)
-    return torch.where(w > 0, w.copysign(v), torch.zeros_like(v))
+        w[jump] = _shrink_newton(a.flatten()[jump], beta, alpha)
+    return w.view_as(v).copysign(v)
 
 
 def adjoint_gradients(dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """The adjoint of :func:`circular_gradients` applied to (dx, dy) of (..., H, W) → (..., H, W):
     ``Dxᵀ dx + Dyᵀ dy`` (its FFT is ``conj(gx)·F(dx) + conj(gy)·F(dy)`` with one transform, not two)."""
-    return torch.roll(dx, 1, dims=-1) - dx + torch.roll(dy, 1, dims=-2) - dy
+    out = torch.empty_like(dx)
+    torch.sub(dx[..., :, :-1], dx[..., :, 1:], out=out[..., :, 1:])  # (Dxᵀ u)[n] = u[n − 1] − u[n]
+    torch.sub(dx[..., :, -1:], dx[..., :, :1], out=out[..., :, :1])
+    out[..., 1:, :] += dy[..., :-1, :] - dy[..., 1:, :]
+    out[..., :1, :] += dy[..., -1:, :] - dy[..., :1, :]
+    return out
 
 
 def shift_image(image: torch.Tensor, offset: tuple[float, float]) -> torch.Tensor:

@@ -361,3 +361,65 @@ def test_cli_runs_every_route(tmp_path, cli_setup, capsys):
         entry = json.loads(report.read_text())["images"][0]
         assert entry["algorithm"] == route and entry["steps"] == 3 and entry["status"] == "ok"
         assert cv2.imread(str(tmp_path / f"{route}.png"), cv2.IMREAD_UNCHANGED).shape == (24, 28)
+
+
+@pytest.fixture
+def folder_of_three(tmp_path, tiny_model):
+    """Three small blurry photos, the tiny model and an alternating config with two candidates."""
+    from data.image_io import write_image
+
+    model = tmp_path / "tiny.pth"
+    tiny_model.save(str(model))
+    config = tmp_path / "alt.yml"
+    config.write_text(yaml.safe_dump({"algorithm": "alternating", "alternating": {
+        "psf_size": 9, "iterations": 2, "candidates": [[5, 4.0e-3], [7, 4.0e-3]]}}))
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):
+        image = cv2.GaussianBlur(rng.random((48, 56, 3)).astype(np.float32), (0, 0), 2.0)
+        write_image(src / name, cv2.blur(image, (5, 1)))
+    return model, config, src
+
+
+def _outputs(folder) -> dict[str, np.ndarray]:
+    return {p.name: cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.iterdir())}
+
+
+def test_cli_two_shards_write_exactly_one_runs_outputs(tmp_path, folder_of_three):
+    model, config, src = folder_of_three
+    assert _run(model, config, "--input-dir", str(src), "--output-dir", str(tmp_path / "all")) == 0
+    for k in (1, 2):
+        assert _run(model, config, "--input-dir", str(src), "--output-dir", str(tmp_path / f"s{k}"),
+                    "--shard", f"{k}/2") == 0
+    one, two = _outputs(tmp_path / "s1"), _outputs(tmp_path / "s2")
+    assert set(one) == {"a.png", "c.png"} and set(two) == {"b.png"}  # every other image, disjoint
+    whole = _outputs(tmp_path / "all")
+    assert set(whole) == set(one) | set(two)
+    assert all(np.array_equal(whole[name], image) for name, image in {**one, **two}.items())
+
+
+def test_cli_workers_write_the_same_outputs(tmp_path, folder_of_three):
+    model, config, src = folder_of_three
+    report = tmp_path / "r.json"
+    assert _run(model, config, "--input-dir", str(src), "--output-dir", str(tmp_path / "w1"), "--threads", "1") == 0
+    assert _run(model, config, "--input-dir", str(src), "--output-dir", str(tmp_path / "w2"), "--workers", "2",
+                "--report", str(report)) == 0
+    serial, pooled = _outputs(tmp_path / "w1"), _outputs(tmp_path / "w2")
+    assert set(serial) == set(pooled) == {"a.png", "b.png", "c.png"}
+    assert all(np.array_equal(serial[name], pooled[name]) for name in serial)
+    entries = json.loads(report.read_text())["images"]
+    assert [e["input"].split("/")[-1] for e in entries] == ["a.png", "b.png", "c.png"]  # in order
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--shard", "3/2"], "--shard K/N needs 1 <= K <= N"),
+    (["--shard", "x"], "--shard must be K/N"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--threads", "0"], "--threads must be >= 1"),
+])
+def test_cli_bad_batch_flags_exit_2(tmp_path, folder_of_three, capsys, flags, says):
+    model, config, src = folder_of_three
+    assert _run(model, config, "--input-dir", str(src), "--output-dir", str(tmp_path / "o"), *flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
