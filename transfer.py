@@ -17,6 +17,16 @@ Examples:
     python transfer.py --sharp x.png --blur y.png --target a.png --target b.jpg --output-dir out/
     python transfer.py --target examples/target_sharp.png --sample 8 --output-dir novel/ \\
         --model vae.pth --seed 1
+    python transfer.py --sharp x.png --blur y.png --target a.png --target b.png --target c.png \\
+        --output-dir out/ --shard 2/3 --skip-existing          # job 2 of a SLURM array of 3
+
+Many targets: ``--shard K/N`` blurs only every N-th --target, from the K-th, in the order given,
+so N jobs together write exactly the outputs of one run (the same files); each job extracts the
+pair's code once. ``--skip-existing`` skips the targets (with --sample: the samples) whose output
+file exists. ``--workers W`` runs W processes on this machine, each loading the model once (the
+code is extracted once, here, and handed to them). ``--threads N``: torch's threads in all (F is
+large convolutions, which intra-op threads speed up; default: torch's own, the cores); with
+--workers each process gets N // W of them.
 """
 
 from __future__ import annotations
@@ -24,8 +34,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,11 +47,13 @@ from tqdm import tqdm
 from data.image_io import LoadedImage, read_image, to_numpy, to_tensor, write_image
 from models import KernelSpace, code_grid_size, pad_to_multiple, resample_code
 from models.psf_ops import CELL
+from utils.batch import check_workers, parse_shard, run_tasks, take_shard
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.paths import model_path as model_path_from_config
 from utils.paths import refuse_overwrite
+from utils.threads import available_cores
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "transfer" / "default.yml"
 BLENDS = ("cosine", "linear")
@@ -253,14 +268,19 @@ def synthesize_blur(
     overlap: int = 128,
     blend: str = "cosine",
     progress: bool = False,
+    indices: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
     """Novel blur: ``count`` blurry versions F(x̂, z_i) of a target, z_i ~ N(0, I) (VAE models only).
 
     ``target``: H×W×3 float array in [0, 1] (or a (1, 3, H, W) tensor). The codes have the target's
-    grid and depend only on ``seed`` (see :func:`sample_codes`). Returns ``count`` H×W×3 arrays.
+    grid and depend only on ``seed`` (see :func:`sample_codes`). Returns ``count`` H×W×3 arrays, or
+    with ``indices`` only the samples of those numbers (in 0..count-1, in that order; the same
+    images as in the whole set).
     """
     image = _as_tensor(target, "target")
     codes = sample_codes(kernel_space, code_grid_size(*image.shape[-2:]), count, seed, uniform)
+    if indices is not None:
+        codes = codes[list(indices)]
     kernel_space = kernel_space.to(device).eval()
     return [to_numpy(apply_code(kernel_space, image, z[None], tile, overlap, blend, progress).clamp(0.0, 1.0))
             for z in tqdm(codes, desc="samples", unit="image", disable=not progress)]
@@ -295,6 +315,53 @@ def output_paths(targets: Sequence[str], output: str | None, output_dir: str | N
     return paths
 
 
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` if None or ≥ 1, else a UserError naming ``--threads``."""
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    return threads
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (None: torch's count as it is) and
+    restore the previous count after it (``main`` may run inside a longer-lived process)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+@dataclass
+class TransferContext:
+    """What every target of a run shares: the model, the pair's code G(x, y), the settings of
+    :func:`apply_code` (tile, overlap, blend, progress)."""
+
+    model: KernelSpace
+    code: torch.Tensor
+    settings: dict[str, Any]
+
+
+def worker_context(model_path: str, device: str, code: torch.Tensor, settings: dict[str, Any],
+                   threads: int) -> TransferContext:
+    """``setup`` of a ``--workers`` process: its share of the threads, the model loaded once and
+    the pair's code (extracted once by the parent, so every worker uses the same one)."""
+    torch.set_num_threads(threads)
+    return TransferContext(load_model(model_path, torch.device(device)).eval(), code, settings)
+
+
+def transfer_one(context: TransferContext, task: tuple[LoadedImage, Path]) -> Path:
+    """Blur one target with the run's code and write it (keeping the target's format) → its path."""
+    target, path = task
+    out = apply_code(context.model, _as_tensor(target.rgb, str(target.path)), context.code, **context.settings)
+    write_image(path, to_numpy(out.clamp(0.0, 1.0)), like=target)
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of transfer.py (documented by the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -312,12 +379,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=int, help="tile size in pixels for F (multiple of 128; default from config)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled codes (--sample)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="only every N-th --target, from the K-th, in the order given (not with --sample)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="skip the targets (with --sample: the samples) whose output file exists")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads in all (default: torch's, the cores available)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes blurring the targets, each loading the model once (default 1)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run blur transfer or novel-blur sampling, write the images."""
     args = build_parser().parse_args(argv)
+    check_threads(args.threads)
+    check_workers(args.workers)
+    shard = parse_shard(args.shard)
+    if args.sample is not None and (shard is not None or args.workers != 1):
+        raise UserError("--shard and --workers split the --target files; --sample has one target (drop them)")
     cfg = load_config(args.config, "transfer", args.set)
     tile = args.tile if args.tile is not None else cfg["tile"]
     check_tiling(tile, cfg["overlap"])
@@ -332,43 +412,85 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError("--sample N needs exactly one --target and an --output-dir for the N images")
         if args.sample < 1:
             raise UserError(f"--sample must be a positive number of samples, got {args.sample}")
+        stem, ext = Path(args.target[0]).stem, Path(args.target[0]).suffix
+        paths = [Path(args.output_dir) / f"{stem}_sample{i:03d}{ext}" for i in range(args.sample)]
     elif not (args.sharp and args.blur):
         raise UserError("blur transfer needs --sharp X and --blur Y (or --sample N for novel blur)")
-    refuse_overwrite(  # issue 16: no output may be one of the inputs
-        output_paths(args.target, args.output, args.output_dir, "_transfer") if args.sample is None else
-        [Path(args.output_dir) / f"{Path(args.target[0]).stem}_sample{i:03d}{Path(args.target[0]).suffix}"
-         for i in range(args.sample)],
-        [*args.target, args.sharp, args.blur, args.model or model_path_from_config(cfg["model"]), args.config],
-    )
-    device = resolve_device(args.device)
-    targets: list[LoadedImage] = [read_image(t) for t in args.target]
-    if args.sample is None:
-        sharp, blurry = read_image(args.sharp), read_image(args.blur)
-        if sharp.size != blurry.size:
-            raise UserError(f"{args.blur}: blurry image is {blurry.size[0]}×{blurry.size[1]} but the sharp image "
-                            f"{args.sharp} is {sharp.size[0]}×{sharp.size[1]}; a pair must have one size")
-        if min(sharp.size) < cfg["min_pair_size"]:
-            raise UserError(f"{args.sharp}: pair of {sharp.size[0]}×{sharp.size[1]} pixels is too small to "
-                            f"estimate its blur (min_pair_size: {cfg['min_pair_size']} px)")
+    else:  # all targets, not only this shard's: every shard refuses the same clashes
         paths = output_paths(args.target, args.output, args.output_dir, "_transfer")
     model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
-    model = load_model(model_path, device)
-    if args.sample is not None:
-        if not model.use_vae:
-            raise UserError(f"{model_path}: --sample needs a VAE model (use_vae: true), this checkpoint has no "
-                            "prior to sample novel blur from")
-        target = targets[0]
-        images = synthesize_blur(target.rgb, model, args.sample, device, args.seed, cfg["sample"]["uniform"],
-                                 **settings)
-        stem, ext = Path(args.target[0]).stem, Path(args.target[0]).suffix
-        for i, image in enumerate(images):
-            write_image(Path(args.output_dir) / f"{stem}_sample{i:03d}{ext}", image, like=target)
-        print(f"wrote {len(images)} novel-blur samples of {args.target[0]} to {args.output_dir}")
+    refuse_overwrite(paths, [*args.target, args.sharp, args.blur, model_path, args.config])  # issue 16
+    with torch_threads(args.threads):
+        if args.sample is not None:
+            return _sample(args, cfg, settings, paths, model_path)
+        return _transfer(args, cfg, settings, paths, model_path, shard)
+
+
+def _skip_existing(names: Sequence[str], paths: Sequence[Path], skip: bool) -> list[int]:
+    """Indices of the outputs to write: all, or with ``skip`` those whose file does not exist yet
+    (the others are printed as skipped)."""
+    keep = []
+    for i, (name, path) in enumerate(zip(names, paths)):
+        if skip and path.exists():
+            print(f"skipped {name}: {path} exists")
+        else:
+            keep.append(i)
+    return keep
+
+
+def _sample(args: argparse.Namespace, cfg: dict[str, Any], settings: dict[str, Any], paths: list[Path],
+            model_path: Path) -> int:
+    """--sample: write the novel-blur samples of the one target (those missing, with --skip-existing)."""
+    device = resolve_device(args.device)
+    target = read_image(args.target[0])
+    indices = _skip_existing([f"sample {i}" for i in range(len(paths))], paths, args.skip_existing)
+    if not indices:
+        print(f"nothing to do: all {len(paths)} samples of {args.target[0]} exist")
         return 0
-    images = transfer_blur(sharp.rgb, blurry.rgb, [t.rgb for t in targets], model, device,
-                           encode_tile=cfg["encode_tile"], **settings)
-    for path, image, target in zip(paths, images, targets):
-        write_image(path, image, like=target)
+    model = load_model(model_path, device)
+    if not model.use_vae:
+        raise UserError(f"{model_path}: --sample needs a VAE model (use_vae: true), this checkpoint has no "
+                        "prior to sample novel blur from")
+    images = synthesize_blur(target.rgb, model, args.sample, device, args.seed, cfg["sample"]["uniform"],
+                             **settings, indices=indices)
+    for i, image in zip(indices, images):
+        write_image(paths[i], image, like=target)
+    print(f"wrote {len(images)} novel-blur samples of {args.target[0]} to {args.output_dir}")
+    return 0
+
+
+def _transfer(args: argparse.Namespace, cfg: dict[str, Any], settings: dict[str, Any], paths: list[Path],
+              model_path: Path, shard: tuple[int, int] | None) -> int:
+    """Blur transfer onto this shard's targets (those missing, with --skip-existing), the pair's code
+    extracted once; with --workers the targets are spread over processes."""
+    device = resolve_device(args.device)
+    jobs = take_shard(list(zip(args.target, paths)), shard)
+    jobs = [jobs[i] for i in _skip_existing([t for t, _ in jobs], [p for _, p in jobs], args.skip_existing)]
+    targets: list[LoadedImage] = [read_image(t) for t, _ in jobs]
+    sharp, blurry = read_image(args.sharp), read_image(args.blur)
+    if sharp.size != blurry.size:
+        raise UserError(f"{args.blur}: blurry image is {blurry.size[0]}×{blurry.size[1]} but the sharp image "
+                        f"{args.sharp} is {sharp.size[0]}×{sharp.size[1]}; a pair must have one size")
+    if min(sharp.size) < cfg["min_pair_size"]:
+        raise UserError(f"{args.sharp}: pair of {sharp.size[0]}×{sharp.size[1]} pixels is too small to "
+                        f"estimate its blur (min_pair_size: {cfg['min_pair_size']} px)")
+    if not jobs:
+        where = f" in shard {args.shard}" if shard is not None else ""
+        print(f"nothing to do: no targets to blur{where}")
+        return 0
+    model = load_model(model_path, device).eval()
+    code = extract_code(model, _as_tensor(sharp.rgb, "sharp"), _as_tensor(blurry.rgb, "blurry"),
+                        cfg["encode_tile"], settings["overlap"], settings["blend"])
+    tasks = [(target, path) for target, (_, path) in zip(targets, jobs)]
+    workers = min(args.workers, len(tasks))
+    if workers == 1:
+        context = TransferContext(model, code, settings)
+        results = run_tasks(tasks, transfer_one, lambda: context)
+    else:
+        threads = max(1, (args.threads or available_cores()) // workers)
+        setup_args = (str(model_path), str(device), code.cpu(), {**settings, "progress": False}, threads)
+        results = run_tasks(tasks, transfer_one, worker_context, setup_args, workers)
+    for _, path in results:
         print(f"wrote {path}")
     return 0
 

@@ -38,6 +38,7 @@ from data.kernels import random_kernel  # noqa: E402
 from data.synthetic import blur_valid  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.threads import set_threads  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket", "cat", "immunohistochemistry", "coins")
 NOISE_SIGMA = 0.01
@@ -201,13 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="override the paper preset (e.g. loss.vgg_weights=PATH)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (utils.threads)")
     parser.add_argument("--seed", type=int, default=0, help="seed of kernels, noise and the optimisation")
     parser.add_argument("--tag", default="default", help="results are bench/results/deblur_<tag>.*")
     parser.add_argument("--out", default=str(OUT_DIR), help="results folder")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = resolve_device(args.device)
     fast_cfg = load_config(args.config, "deblur", args.set)
     args.model = args.model or preset_model(fast_cfg)

@@ -41,6 +41,7 @@ from data.kernels import shake_kernel  # noqa: E402
 from data.synthetic import blur_valid  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
+from utils.threads import set_threads  # noqa: E402
 
 PHOTOS = ("astronaut", "camera", "immunohistochemistry", "hubble_deep_field", "retina", "rocket")
 KERNEL_SIZES = (31, 51, 75, 101)
@@ -143,13 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clip", type=float, default=0.02, help="share of the sharp pixels brightened past 1")
     parser.add_argument("--no-true-kernel", action="store_true", help="skip the true-kernel row")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (utils.threads)")
     parser.add_argument("--seed", type=int, default=0, help="seed of kernels and noise")
     parser.add_argument("--tag", default="default", help="results are bench/results/large_blur_<tag>.*")
     parser.add_argument("--out", default=str(OUT_DIR), help="results folder")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = resolve_device(args.device)
     cfg = load_config(args.config, "deblur", args.set)
     model = args.model or preset_model(cfg)

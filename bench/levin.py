@@ -37,6 +37,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from utils.errors import UserError, run_cli  # noqa: E402
+from utils.threads import set_threads  # noqa: E402
 
 LEVIN_DIR = REPO.parent / "shared" / "benchmarks" / "levin"
 OUT_DIR = REPO / "bench" / "results"
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="keyword of deblur_alternating (YAML value), e.g. --set iterations=3")
     parser.add_argument("--true-kernel", action="store_true",
                         help="non-blind only: deconvolve with the true kernel (an upper bound of the final step)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (utils.threads)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the algorithm")
     parser.add_argument("--root", default=str(LEVIN_DIR), help="folder of the benchmark")
     parser.add_argument("--figure", type=int, default=4, help="examples in the figure (0: no figure)")
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=str(OUT_DIR), help="results folder")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     preset = deblur_config(load_config(args.config, "deblur"), source=args.config)
     if preset["algorithm"] != "alternating":
         raise UserError(f"{args.config}: algorithm {preset['algorithm']!r}; this benchmark runs 'alternating'")
@@ -231,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# Levin et al. 2009 benchmark ({args.tag})",
         "",
         f"{method}, preset `{Path(args.config).name}` {' '.join(args.set)}; {len(rows)} images; "
-        f"{args.threads} torch threads; seed {args.seed}.",
+        f"{args.threads} threads; seed {args.seed}.",
         "Protocol: gray 0–255 (result rounded to 8 bits), 15 px crop, best shift |s| ≤ 10 px in 0.25-px steps "
         "(bilinear), PSNR at that shift. Kernel NCC: best-shift normalised cross-correlation with gt/kernelJ.png.",
         "",

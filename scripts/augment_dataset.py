@@ -9,13 +9,23 @@ dataset. The output is the folder tree read by ``PairedFolderDataset`` (8-bit RG
     OUT/sharp/000/00000000.png   OUT/blur/000/00000000.png
 
 or, with ``--format lmdb``, the LMDB pair OUT/sharp.lmdb + OUT/blur.lmdb read by
-``PairedLMDBDataset``; OUT/augment_info.yml records, for each sample, its target file and the
-source pair it took the blur from.
+``PairedLMDBDataset``; OUT/augment_info.yml records, for each sample, its index, its target file
+and the source pair it took the blur from.
+
+``--shard K/N`` writes only the samples i with i % N == K - 1 (i: the sample's index in the whole
+dataset, K in 1..N), each shard into its own --out (e.g. --out aug/shard_3). Samples keep their
+global index in their file names and in augment_info.yml (which also records "shard": "K/N") and
+draw their pairs from (--seed, i) as in one run, so N shards together hold exactly the samples of
+one run, and their folder trees merge by copying (``cp -r aug/shard_*/sharp aug/shard_*/blur
+aug/all/``: no two shards write one file name; each augment_info.yml lists its own samples).
+``--threads N`` sets torch's CPU threads (F and G are large convolutions; default: torch's own).
 
 Examples:
     python scripts/augment_dataset.py --source datasets/synth --targets my_photos/ --out datasets/aug
     python scripts/augment_dataset.py --source-lmdb train_sharp.lmdb train_blur.lmdb --targets photos/ \\
         --out datasets/aug --format lmdb --per-target 3 --seed 1
+    python scripts/augment_dataset.py --source datasets/synth --targets my_photos/ --out aug/shard_3 \\
+        --shard 3/8                   # job 3 of a SLURM array of 8
 """
 
 from __future__ import annotations
@@ -41,11 +51,14 @@ from models import KernelSpace
 from transfer import (
     DEFAULT_CONFIG,
     apply_code,
+    check_threads,
     check_tiling,
     extract_code,
     load_model,
     model_path_from_config,
+    torch_threads,
 )
+from utils.batch import parse_shard, take_shard
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
@@ -79,14 +92,16 @@ def augment_dataset(
     encode_tile: int | None = 2048,
     progress: bool = True,
     model_name: str = "",
+    shard: tuple[int, int] | None = None,
 ) -> int:
-    """Write the augmented dataset to ``out``; returns the number of pairs.
+    """Write the augmented dataset to ``out``; returns the number of pairs written.
 
     ``source``: paired dataset of whole images (see :func:`open_source`); ``targets``: sharp image
     files; sample ``i`` blurs ``targets[i // per_target]`` with the code of source pair
     ``default_rng([seed, i]).integers(len(source))``. ``fmt``: "folder" (the tree of the module
     docstring) or "lmdb" (sharp.lmdb and blur.lmdb built from a temporary tree). ``model_name`` is
-    recorded in augment_info.yml.
+    recorded in augment_info.yml. ``shard`` (K, N): only the samples with ``i % N == K - 1``, under
+    the same names as in the whole dataset (a shard with no sample is a UserError).
     """
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -96,14 +111,17 @@ def augment_dataset(
         raise UserError("the source dataset holds no pairs")
     if not targets:
         raise UserError("no target images to blur")
+    total = len(targets) * per_target
+    indices = take_shard(range(total), shard)
+    if not indices:
+        raise UserError(f"--shard {shard[0]}/{shard[1]} holds no samples: the dataset has only {total}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tree = Path(tempfile.mkdtemp(prefix=".augment.", dir=out))  # moved into place only when complete
     device = next(kernel_space.parameters()).device
     records = []
-    count = len(targets) * per_target
     try:
-        for index in tqdm(range(count), desc=f"augment {out}", unit="pair", disable=not progress):
+        for index in tqdm(indices, desc=f"augment {out}", unit="pair", disable=not progress):
             target_path = Path(targets[index // per_target])
             target = read_image(target_path)
             pair_index = int(np.random.default_rng([seed, index]).integers(len(source)))
@@ -114,8 +132,8 @@ def augment_dataset(
             rel = Path(f"{index // FRAMES_PER_CLIP:03d}") / f"{index:08d}.png"
             write_image(tree / "sharp" / rel, target.rgb)
             write_image(tree / "blur" / rel, blurry[0].permute(1, 2, 0).cpu().numpy())
-            records.append({"file": rel.as_posix(), "target": str(target_path), "source_index": pair_index,
-                             "source_key": str(pair["key"])})
+            records.append({"index": index, "file": rel.as_posix(), "target": str(target_path),
+                            "source_index": pair_index, "source_key": str(pair["key"])})
         for side in ("sharp", "blur"):
             if fmt == "lmdb":
                 create_lmdb(tree / side, out / f"{side}.lmdb", name=f"augmented_{side}", overwrite=True,
@@ -126,11 +144,11 @@ def augment_dataset(
                 os.replace(tree / side, out / side)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
-    info = {"count": count, "seed": seed, "per_target": per_target, "format": fmt,
-            "model": model_name, "samples": records}
+    info = {"count": len(indices), "total": total, "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+            "seed": seed, "per_target": per_target, "format": fmt, "model": model_name, "samples": records}
     atomic_write(out / "augment_info.yml", lambda tmp: tmp.write_text(yaml.safe_dump(info, sort_keys=False)),
                  suffix=".yml")
-    return count
+    return len(indices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--source", help="paired folder tree with sharp/ and blur/ (PairedFolderDataset)")
     source.add_argument("--source-lmdb", nargs=2, metavar=("SHARP", "BLUR"), help="sharp and blurry LMDBs")
     parser.add_argument("--targets", required=True, help="folder of sharp images to blur (searched recursively)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True,
+                        help="output folder (with --shard, one per shard: e.g. --out aug/shard_3)")
     parser.add_argument("--format", default="folder", choices=FORMATS, help="folder tree or LMDB pair")
     parser.add_argument("--per-target", type=int, default=1, help="blurry versions written per target image")
     parser.add_argument("--model", help="kernel-space checkpoint (default: the shipped model)")
@@ -149,7 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--overwrite", action="store_true", help="write into an OUT that already holds a dataset")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="only the samples i with i %% N == K-1 (global names kept; its own --out per shard)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's, the cores available)")
     args = parser.parse_args(argv)
+    check_threads(args.threads)
+    shard = parse_shard(args.shard)
     cfg = load_config(args.config, "transfer")
     tile = args.tile if args.tile is not None else cfg["tile"]
     check_tiling(tile, cfg["overlap"])
@@ -168,9 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
     model = load_model(model_path, device)
-    count = augment_dataset(pairs, targets, model, out, args.per_target, args.seed, args.format, tile,
-                            cfg["overlap"], cfg["encode_tile"], model_name=str(model_path))
-    print(f"wrote {count} pairs to {out} ({args.format})")
+    with torch_threads(args.threads):
+        count = augment_dataset(pairs, targets, model, out, args.per_target, args.seed, args.format, tile,
+                                cfg["overlap"], cfg["encode_tile"], model_name=str(model_path), shard=shard)
+    where = f", shard {args.shard}" if shard is not None else ""
+    print(f"wrote {count} pairs to {out} ({args.format}{where})")
     return 0
 
 

@@ -36,7 +36,7 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def smoke_cases(out: Path) -> dict[str, tuple[tuple[str, ...], Path]]:
+def smoke_cases(out: Path) -> dict[str, tuple[tuple[str, ...], Path | None]]:
     """bench script -> (smoke arguments, the file it must write)."""
     return {
         "train_speed.py": (("--models", "ci_tiny", "--steps", "1", "--warmup", "1", "--device", "cpu",
@@ -57,6 +57,9 @@ def smoke_cases(out: Path) -> dict[str, tuple[tuple[str, ...], Path]]:
         "levin.py": (("--images", "im1_kernel5", *(a for knob in FAST_ALTERNATING for a in ("--set", knob)),
                       "--threads", "1", "--figure", "1", "--tag", "smoke", "--out", str(out)),
                      out / "levin_smoke.json"),
+        "speed.py": (("--quick", "--large", "none", "--busy", "1", "--tag", "smoke", "--out", str(out)),
+                     out / "speed_smoke.json"),
+        "gpu_check.py": (("--dry-run", "--out-dir", str(out)), None),
         "large_blur.py": (("--images", "astronaut,camera", "--kernel-sizes", "9,15", "--size", "64", "--threads", "1",
                            *(a for knob in (*FAST_ALTERNATING, "psf_size=15")
                              for a in ("--set", f"alternating.{knob}")),
@@ -74,8 +77,15 @@ def test_benchmark_smoke(script, tmp_path):
     if script == "levin.py" and not (LEVIN_DIR / "im1_kernel5_img.png").exists():
         pytest.skip(f"the Levin benchmark files are not in {LEVIN_DIR}")
     args, written = smoke_cases(tmp_path)[script]
-    run(f"bench/{script}", *args)
+    proc = run(f"bench/{script}", *args)
+    if script == "gpu_check.py":  # no GPU here: the plan only (tests/test_gpu_check.py tests the rest)
+        assert "deblur" in proc.stdout
+        return
     assert written.is_file() and written.stat().st_size > 0
+    if script == "speed.py":
+        figures = json.loads(written.read_text())
+        assert figures["help_seconds"] > 0 and 0 < figures["startup_share"] < 1
+        assert figures["workers_ratio"] > 0 and "| 4 photos, --workers 2 |" in (tmp_path / "speed_smoke.md").read_text()
     if script == "train_speed.py":
         rows = json.loads(written.read_text())["results"]
         assert {r["variant"] for r in rows} >= {"plain", "shared"} and all(r["samples_per_s"] > 0 for r in rows)

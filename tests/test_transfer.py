@@ -235,6 +235,102 @@ def test_cli_errors_exit_2_naming_the_file(files, capsys, case):
     assert not (d / "o.png").exists()
 
 
+# -- transfer.py over many targets: --shard, --skip-existing, --workers, --threads ----------------
+def _raw(path) -> np.ndarray:
+    """The pixels as stored (bit depth, channels): what "pixel-identical" compares."""
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def _three_targets(d) -> list[str]:
+    write_image(d / "t_rgb.png", to_numpy(smooth_image(130, 150, 11)))
+    return [str(d / "t16.png"), str(d / "t_rgba.png"), str(d / "t_rgb.png")]
+
+
+def _transfer_argv(d, targets, out) -> list[str]:
+    argv = ["--sharp", str(d / "x.png"), "--blur", str(d / "y.png"), "--output-dir", str(out),
+            "--model", str(d / "model.pth"), "--device", "cpu", "--tile", "256"]
+    for target in targets:
+        argv += ["--target", target]
+    return argv
+
+
+def test_cli_two_shards_write_the_outputs_of_one_run(files, capsys):
+    d = files
+    targets = _three_targets(d)
+    assert run_cli(transfer.main, _transfer_argv(d, targets, d / "whole")) == 0
+    capsys.readouterr()
+    assert run_cli(transfer.main, _transfer_argv(d, targets, d / "shards") + ["--shard", "1/2"]) == 0
+    first = capsys.readouterr().out
+    assert "t16.png" in first and "t_rgb.png" in first and "t_rgba.png" not in first  # targets 1 and 3
+    assert run_cli(transfer.main, _transfer_argv(d, targets, d / "shards") + ["--shard", "2/2"]) == 0
+    names = sorted(p.name for p in (d / "whole").iterdir())
+    assert names == ["t16.png", "t_rgb.png", "t_rgba.png"]
+    assert sorted(p.name for p in (d / "shards").iterdir()) == names
+    for name in names:
+        np.testing.assert_array_equal(_raw(d / "shards" / name), _raw(d / "whole" / name))
+
+
+@pytest.mark.parametrize("extra, flag", [
+    (["--shard", "0/2"], "--shard"), (["--shard", "3/2"], "--shard"), (["--shard", "1/0"], "--shard"),
+    (["--shard", "a/b"], "--shard"), (["--shard", "2"], "--shard"), (["--shard", "1/2/3"], "--shard"),
+    (["--threads", "0"], "--threads"), (["--workers", "0"], "--workers"),
+])
+def test_cli_bad_shard_threads_workers_exit_2_in_one_line(files, capsys, extra, flag):
+    d = files
+    assert run_cli(transfer.main, _transfer_argv(d, [str(d / "t16.png")], d / "out") + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and flag in err
+    assert not (d / "out").exists()
+
+
+def test_cli_shard_with_sample_is_an_error(files, capsys):
+    d = files
+    argv = ["--target", str(d / "t_rgba.png"), "--sample", "2", "--output-dir", str(d / "novel"),
+            "--model", str(d / "vae.pth"), "--device", "cpu", "--shard", "1/2"]
+    assert run_cli(transfer.main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--shard" in err and "--sample" in err
+    assert not (d / "novel").exists()
+
+
+def test_cli_skip_existing_skips_an_existing_output(files, capsys):
+    d = files
+    (d / "out").mkdir()
+    write_image(d / "out" / "t16.png", np.zeros((8, 8, 3), np.float32))  # an earlier run's output
+    before = (d / "out" / "t16.png").read_bytes()
+    argv = _transfer_argv(d, [str(d / "t16.png"), str(d / "t_rgba.png")], d / "out")
+    assert run_cli(transfer.main, argv + ["--skip-existing"]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {d / 't16.png'}" in out and f"wrote {d / 'out' / 't_rgba.png'}" in out
+    assert (d / "out" / "t16.png").read_bytes() == before
+    assert read_image(d / "out" / "t_rgba.png").size == (200, 264)
+    assert run_cli(transfer.main, argv + ["--skip-existing"]) == 0  # all there: nothing to do, no model run
+    assert "nothing to do" in capsys.readouterr().out
+    # --sample: the missing samples are the ones a whole run writes
+    sample = ["--target", str(d / "t_rgba.png"), "--sample", "2", "--seed", "3", "--model", str(d / "vae.pth"),
+              "--device", "cpu", "--output-dir"]
+    assert run_cli(transfer.main, sample + [str(d / "novel")]) == 0
+    (d / "part").mkdir()
+    write_image(d / "part" / "t_rgba_sample000.png", np.zeros((8, 8, 3), np.float32))
+    assert run_cli(transfer.main, sample + [str(d / "part"), "--skip-existing"]) == 0
+    assert "skipped sample 0" in capsys.readouterr().out
+    assert _raw(d / "part" / "t_rgba_sample000.png").shape == (8, 8, 3)
+    np.testing.assert_array_equal(_raw(d / "part" / "t_rgba_sample001.png"), _raw(d / "novel" / "t_rgba_sample001.png"))
+
+
+def test_cli_workers_and_threads_write_the_same_images(files):
+    d = files
+    targets = [str(d / "t16.png"), str(d / "t_rgba.png")]
+    threads = torch.get_num_threads()
+    assert run_cli(transfer.main, _transfer_argv(d, targets, d / "one") + ["--threads", "1"]) == 0
+    assert torch.get_num_threads() == threads  # restored for the rest of the process
+    assert run_cli(transfer.main, _transfer_argv(d, targets, d / "two") + ["--workers", "2", "--threads", "2"]) == 0
+    for name in ("t16.png", "t_rgba.png"):
+        one, two = read_image(d / "one" / name), read_image(d / "two" / name)
+        assert (two.channels, two.bit_depth) == (one.channels, one.bit_depth)
+        np.testing.assert_allclose(two.rgb, one.rgb, atol=1 / 255)  # other thread counts: float rounding only
+
+
 # -- augment_dataset ------------------------------------------------------------------------------
 def _write_source_tree(root, count: int = 3) -> None:
     for i in range(count):
@@ -288,6 +384,63 @@ def test_augment_cli_errors_name_the_folder(tmp_path, capsys):
     write_image(tmp_path / "t.png", np.zeros((8, 8, 3), np.float32))
     assert run_cli(main, argv) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_augment_shards_are_disjoint_and_merge_to_the_whole_run(tmp_path, tiny_model, capsys):
+    import yaml
+
+    from scripts.augment_dataset import augment_dataset, main, open_source
+
+    _write_source_tree(tmp_path / "src")
+    for i, size in enumerate([(128, 160), (130, 128), (128, 128)]):
+        write_image(tmp_path / "targets" / f"t{i}.png", to_numpy(smooth_image(*size, 50 + i)))
+    targets = sorted((tmp_path / "targets").iterdir())
+    source = open_source(str(tmp_path / "src"))
+    whole = augment_dataset(source, targets, tiny_model, tmp_path / "whole", per_target=2, seed=4, progress=False)
+    first = augment_dataset(source, targets, tiny_model, tmp_path / "s1", per_target=2, seed=4, progress=False,
+                            shard=(1, 4))
+    assert (whole, first) == (6, 2)
+    tiny_model.save(str(tmp_path / "m.pth"))
+    argv = ["--source", str(tmp_path / "src"), "--targets", str(tmp_path / "targets"), "--per-target", "2",
+            "--seed", "4", "--model", str(tmp_path / "m.pth"), "--device", "cpu",
+            "--threads", str(torch.get_num_threads())]
+    for k in (2, 3, 4):
+        assert run_cli(main, argv + ["--out", str(tmp_path / f"s{k}"), "--shard", f"{k}/4"]) == 0
+    assert "shard 4/4" in capsys.readouterr().out
+
+    def names(root):
+        return {p.relative_to(root).as_posix() for p in root.rglob("*.png")}
+
+    shards = [names(tmp_path / f"s{k}") for k in (1, 2, 3, 4)]
+    assert all(a.isdisjoint(b) for i, a in enumerate(shards) for b in shards[i + 1:])
+    assert set().union(*shards) == names(tmp_path / "whole")
+    assert shards[0] == {f"{side}/000/{i:08d}.png" for side in ("sharp", "blur") for i in (0, 4)}
+    for k, shard in enumerate(shards, 1):
+        for rel in shard:
+            np.testing.assert_array_equal(_raw(tmp_path / f"s{k}" / rel), _raw(tmp_path / "whole" / rel))
+    info = yaml.safe_load((tmp_path / "s2" / "augment_info.yml").read_text())
+    assert (info["shard"], info["count"], info["total"]) == ("2/4", 2, 6)
+    assert [r["index"] for r in info["samples"]] == [1, 5]
+    whole_info = yaml.safe_load((tmp_path / "whole" / "augment_info.yml").read_text())
+    assert whole_info["shard"] is None
+    assert [whole_info["samples"][r["index"]] for r in info["samples"]] == info["samples"]
+    # more shards than samples: that shard has nothing to write
+    with pytest.raises(UserError, match="no samples"):
+        augment_dataset(source, targets, tiny_model, tmp_path / "s7", per_target=2, shard=(7, 7), progress=False)
+    assert not (tmp_path / "s7").exists()
+
+
+@pytest.mark.parametrize("extra, flag", [(["--shard", "0/3"], "--shard"), (["--shard", "x"], "--shard"),
+                                         (["--threads", "0"], "--threads")])
+def test_augment_cli_bad_shard_or_threads_exit_2_in_one_line(tmp_path, capsys, extra, flag):
+    from scripts.augment_dataset import main
+
+    argv = ["--source", str(tmp_path), "--targets", str(tmp_path), "--out", str(tmp_path / "o"),
+            "--model", str(tmp_path / "m.pth"), "--device", "cpu"]
+    assert run_cli(main, argv + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and flag in err
+    assert not (tmp_path / "o").exists()
 
 
 # -- transfer_demo --------------------------------------------------------------------------------
