@@ -46,7 +46,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from utils.batch import check_workers, parse_shard, take_shard
+from utils.batch import check_workers, parse_shard
 from utils.errors import UserError, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -86,50 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _jobs(args: argparse.Namespace) -> tuple[list[Any], list[Path]]:
-    """The images to deblur as DeblurJobs, and the files of the input folder that are not images."""
-    from data.image_io import IMAGE_EXTENSIONS, is_image_file, list_images
-    from deblurring.run import DeblurJob
-
-    if args.input_dir is None:
-        if args.shard is not None or args.workers != 1:
-            raise UserError("--shard and --workers are for --input-dir")
-        src = Path(args.input)
-        if not src.is_file():
-            raise UserError(f"{src}: input image not found")
-        dst = Path(args.output) if args.output else src.with_name(f"{src.stem}_deblurred{src.suffix}")
-        extras = {"kernel": args.save_kernel, "reblur": args.save_reblur, "psf": args.save_psf}
-        jobs = [DeblurJob(src, dst, **{k: Path(v) if v else None for k, v in extras.items()})]
-        others: list[Path] = []
-    else:
-        if args.output_dir is None:
-            raise UserError("--input-dir needs --output-dir")
-        if args.output is not None:
-            raise UserError("--output is for --input; use --output-dir with --input-dir")
-        shard = parse_shard(args.shard)
-        sources = list_images(args.input_dir)
-        if not sources:
-            raise UserError(f"{args.input_dir}: no images found (expected PNG/JPEG/TIFF/BMP files)")
-        others = take_shard([p for p in sorted(Path(args.input_dir).iterdir())
-                             if p.is_file() and not is_image_file(p) and not p.name.startswith(".")], shard)
-
-        def extra(folder: str | None, name: str) -> Path | None:
-            return Path(folder) / name if folder else None
-
-        jobs = [DeblurJob(p, Path(args.output_dir) / p.name, kernel=extra(args.save_kernel, p.stem + ".pt"),
-                          reblur=extra(args.save_reblur, p.name), psf=extra(args.save_psf, p.stem + ".png"))
-                for p in take_shard(sources, shard)]
-    for job in jobs:
-        if not is_image_file(job.output):
-            raise UserError(f"{job.output}: unknown image extension, expected one of {', '.join(IMAGE_EXTENSIONS)}")
-    return jobs, others
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, load the model and config, deblur the image(s), write the outputs."""
     args = build_parser().parse_args(argv)
     from deblurring.config import deblur_config  # after parsing: --help does not pay for torch
-    from deblurring.run import deblur_files
+    from deblurring.run import deblur_files, plan_jobs
     from utils.config import read_yaml
     from utils.fileio import atomic_write
     from utils.paths import model_path, refuse_overwrite
@@ -142,7 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = deblur_config(read_yaml(args.config), source=args.config, overrides=args.set)
     if args.iters is not None:  # dip, direct: optimisation steps; alternating: alternations per pyramid level
         (cfg["alternating"] if cfg["algorithm"] == "alternating" else cfg)["iterations"] = args.iters
-    jobs, others = _jobs(args)
+    if args.input_dir is None and (args.shard is not None or args.workers != 1):
+        raise UserError("--shard and --workers are for --input-dir")
+    if args.input_dir is not None and args.output_dir is None:
+        raise UserError("--input-dir needs --output-dir")
+    if args.input_dir is not None and args.output is not None:
+        raise UserError("--output is for --input; use --output-dir with --input-dir")
+    jobs, others = plan_jobs(args.input or args.input_dir, args.output or args.output_dir,
+                             folder=args.input_dir is not None, kernel=args.save_kernel, reblur=args.save_reblur,
+                             psf=args.save_psf, shard=parse_shard(args.shard))
     model = args.model or cfg["model"]
     checkpoint = model_path(model)
     refuse_overwrite([p for job in jobs for p in job.outputs()] + [args.report],

@@ -738,11 +738,9 @@ class DeblurComparison:
 
 
 def _deblur_function() -> Callable[..., Any]:
-    """``deblur_image`` from deblur.py, or from deblurring.run where it may have moved."""
-    try:
-        from deblur import deblur_image
-    except ImportError:
-        from deblurring.run import deblur_image
+    """:func:`deblurring.run.deblur_image` (imported late: ``--dry-run`` and ``--help`` stay light)."""
+    from deblurring.run import deblur_image
+
     return deblur_image
 
 
@@ -805,8 +803,9 @@ def deblur_route_config(algorithm: str, dip_iters: int, quick: bool) -> tuple[di
 
 
 def _model_path(cfg: dict) -> Path:
-    model = Path(cfg["model"])
-    return model if model.is_absolute() else ROOT / model
+    from utils.paths import model_path
+
+    return model_path(cfg["model"])
 
 
 def compare_deblur(image: torch.Tensor, cfg: dict, device: str | torch.device,

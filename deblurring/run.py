@@ -23,11 +23,11 @@ from deblurring.config import deblur_config, through_space_keywords
 from deblurring.dip import deblur_dip
 from deblurring.direct import deblur_direct
 from deblurring.result import DeblurResult
-from utils.batch import run_tasks
+from utils.batch import run_tasks, take_shard
 from utils.errors import UserError
 from utils.threads import available_cores, set_threads
 
-__all__ = ["DeblurJob", "deblur_file", "deblur_files", "deblur_image"]
+__all__ = ["DeblurJob", "deblur_file", "deblur_files", "deblur_image", "plan_jobs"]
 
 
 def deblur_image(
@@ -79,6 +79,50 @@ class DeblurJob:
     def outputs(self) -> list[Path]:
         """Every path this job writes."""
         return [p for p in (self.output, self.kernel, self.reblur, self.psf) if p is not None]
+
+
+def plan_jobs(
+    source: str | Path,
+    output: str | Path | None,
+    *,
+    folder: bool = False,
+    kernel: str | Path | None = None,
+    reblur: str | Path | None = None,
+    psf: str | Path | None = None,
+    shard: tuple[int, int] | None = None,
+) -> tuple[list[DeblurJob], list[Path]]:
+    """The jobs of one deblur.py run → (DeblurJobs, the files of the input folder that are not images).
+
+    One image: ``source`` → ``output`` (default ``<stem>_deblurred<ext>`` beside it), the extras
+    at the paths given. ``folder``: every image of the folder ``source`` (sorted; only shard K of N,
+    :func:`utils.batch.take_shard`) → the same name in the folder ``output``, the extras as
+    ``<stem>.pt`` / ``<name>`` / ``<stem>.png`` in the folders given. A missing input, an empty folder
+    or an output with an unknown image extension is a UserError."""
+    from data.image_io import IMAGE_EXTENSIONS, is_image_file, list_images
+
+    def extra(place: str | Path | None, name: str) -> Path | None:
+        return None if not place else Path(place) / name if folder else Path(place)
+
+    others: list[Path] = []
+    if not folder:
+        src = Path(source)
+        if not src.is_file():
+            raise UserError(f"{src}: input image not found")
+        dst = Path(output) if output else src.with_name(f"{src.stem}_deblurred{src.suffix}")
+        jobs = [DeblurJob(src, dst, kernel=extra(kernel, ""), reblur=extra(reblur, ""), psf=extra(psf, ""))]
+    else:
+        sources = list_images(source)
+        if not sources:
+            raise UserError(f"{source}: no images found (expected PNG/JPEG/TIFF/BMP files)")
+        others = take_shard([p for p in sorted(Path(source).iterdir())
+                             if p.is_file() and not is_image_file(p) and not p.name.startswith(".")], shard)
+        jobs = [DeblurJob(p, Path(output) / p.name, kernel=extra(kernel, p.stem + ".pt"),
+                          reblur=extra(reblur, p.name), psf=extra(psf, p.stem + ".png"))
+                for p in take_shard(sources, shard)]
+    for job in jobs:
+        if not is_image_file(job.output):
+            raise UserError(f"{job.output}: unknown image extension, expected one of {', '.join(IMAGE_EXTENSIONS)}")
+    return jobs, others
 
 
 def _save_code(path: Path, result: DeblurResult, model: str, size: tuple[int, int]) -> None:

@@ -57,7 +57,8 @@ def smoke_cases(out: Path) -> dict[str, tuple[tuple[str, ...], Path | None]]:
         "levin.py": (("--images", "im1_kernel5", *(a for knob in FAST_ALTERNATING for a in ("--set", knob)),
                       "--threads", "1", "--figure", "1", "--tag", "smoke", "--out", str(out)),
                      out / "levin_smoke.json"),
-        "speed.py": (("--quick", "--large", "none", "--busy", "1", "--tag", "smoke", "--out", str(out)),
+        "speed.py": (("--quick", "--medium", "96x64", "--large", "none", "--busy", "1", "--tag", "smoke",
+                      "--out", str(out)),
                      out / "speed_smoke.json"),
         "gpu_check.py": (("--dry-run", "--out-dir", str(out)), None),
         "large_blur.py": (("--images", "astronaut,camera", "--kernel-sizes", "9,15", "--size", "64", "--threads", "1",
@@ -85,7 +86,8 @@ def test_benchmark_smoke(script, tmp_path):
     if script == "speed.py":
         figures = json.loads(written.read_text())
         assert figures["help_seconds"] > 0 and 0 < figures["startup_share"] < 1
-        assert figures["workers_ratio"] > 0 and "| 4 photos, --workers 2 |" in (tmp_path / "speed_smoke.md").read_text()
+        assert figures["workers_ratio"] > 0 and figures["medium_megapixels"] == 96 * 64 / 1e6
+        assert "| 4 photos, --workers 2 |" in (tmp_path / "speed_smoke.md").read_text()
     if script == "train_speed.py":
         rows = json.loads(written.read_text())["results"]
         assert {r["variant"] for r in rows} >= {"plain", "shared"} and all(r["samples_per_s"] > 0 for r in rows)
