@@ -46,7 +46,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from utils.batch import check_workers, parse_shard
+from utils.batch import check_threads, check_workers, parse_shard
 from utils.errors import UserError, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -97,8 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.iters is not None and args.iters < 1:
         raise UserError(f"--iters must be >= 1, got {args.iters}")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    check_threads(args.threads)
     check_workers(args.workers)
     cfg = deblur_config(read_yaml(args.config), source=args.config, overrides=args.set)
     if args.iters is not None:  # dip, direct: optimisation steps; alternating: alternations per pyramid level

@@ -34,8 +34,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,13 +46,13 @@ from tqdm import tqdm
 from data.image_io import LoadedImage, read_image, to_numpy, to_tensor, write_image
 from models import KernelSpace, code_grid_size, pad_to_multiple, resample_code
 from models.psf_ops import CELL
-from utils.batch import check_workers, parse_shard, run_tasks, take_shard
+from utils.batch import check_threads, check_workers, parse_shard, run_tasks, take_shard
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.paths import model_path as model_path_from_config
 from utils.paths import refuse_overwrite
-from utils.threads import available_cores
+from utils.threads import available_cores, torch_threads
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "transfer" / "default.yml"
 BLENDS = ("cosine", "linear")
@@ -313,27 +312,6 @@ def output_paths(targets: Sequence[str], output: str | None, output_dir: str | N
             raise UserError(f"{target} and {seen[path]} would both be written to {path}; use distinct names")
         seen[path] = target
     return paths
-
-
-def check_threads(threads: int | None) -> int | None:
-    """``threads`` if None or ≥ 1, else a UserError naming ``--threads``."""
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be >= 1, got {threads}")
-    return threads
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch intra-op threads (None: torch's count as it is) and
-    restore the previous count after it (``main`` may run inside a longer-lived process)."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
 
 
 @dataclass

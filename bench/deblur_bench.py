@@ -22,7 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -121,8 +121,35 @@ def scores(estimate: np.ndarray, sharp: np.ndarray) -> tuple[float, float]:
 
 
 def preset_model(cfg: dict) -> str:
-    """The checkpoint a deblur preset names (its ``model`` key), relative paths taken from the repository."""
-    return cfg["model"] if Path(cfg["model"]).is_absolute() else str(REPO / cfg["model"])
+    """The checkpoint a deblur preset names (its ``model`` key, :func:`utils.paths.model_path`)."""
+    from utils.paths import model_path
+
+    return str(model_path(cfg["model"]))
+
+
+def add_preset_arguments(parser: argparse.ArgumentParser, results: str) -> None:
+    """The flags the deblurring benches share: our preset (--model, --config, --set) and the run
+    (--device, --threads, --tag: the results are bench/results/<results>_<tag>.*, --out)."""
+    parser.add_argument("--model", default=None, help="kernel-space checkpoint (default: the preset's model)")
+    parser.add_argument("--config", default=str(REPO / "configs" / "deblur" / "default.yml"), help="our preset")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override our preset")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (utils.threads)")
+    parser.add_argument("--tag", default="default", help=f"results are bench/results/{results}_<tag>.*")
+    parser.add_argument("--out", default=str(OUT_DIR), help="results folder")
+
+
+def load_preset(args: argparse.Namespace) -> tuple[dict, str, Any, torch.device]:
+    """The flags of :func:`add_preset_arguments` put to work: the thread pool set, then (our preset's
+    config with --set applied, the checkpoint, the kernel space loaded on the device, the device)."""
+    from models.kernel_space import KernelSpace
+    from utils.device import resolve_device
+
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    cfg = load_config(args.config, "deblur", args.set)
+    model = args.model or preset_model(cfg)
+    return cfg, model, KernelSpace.load(model, device), device
 
 
 def ours(kernel_space, cfg: dict, device: torch.device, seed: int) -> Callable[[dict], np.ndarray]:
@@ -178,16 +205,12 @@ def write_plot(path: Path, summary: dict[str, dict[str, float]], example: dict[s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table, the numbers and the plot."""
-    from models.kernel_space import KernelSpace
-    from utils.device import resolve_device
     from utils.fileio import atomic_write
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=None, help="kernel-space checkpoint (default: the preset's model)")
-    parser.add_argument("--config", default=str(REPO / "configs" / "deblur" / "default.yml"), help="our preset")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override our preset")
+    add_preset_arguments(parser, "deblur")
     parser.add_argument("--images", default=",".join(PHOTOS[:6]), help="comma-separated skimage.data names")
     parser.add_argument("--size", type=int, default=256, help="side of the square test images")
     parser.add_argument("--kernel-size", type=int, default=31, help="side of the true blur kernels (odd)")
@@ -201,18 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override the paper preset (e.g. loss.vgg_weights=PATH)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (utils.threads)")
     parser.add_argument("--seed", type=int, default=0, help="seed of kernels, noise and the optimisation")
-    parser.add_argument("--tag", default="default", help="results are bench/results/deblur_<tag>.*")
-    parser.add_argument("--out", default=str(OUT_DIR), help="results folder")
     args = parser.parse_args(argv)
 
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    fast_cfg = load_config(args.config, "deblur", args.set)
-    args.model = args.model or preset_model(fast_cfg)
-    kernel_space = KernelSpace.load(args.model, device)
+    fast_cfg, args.model, kernel_space, device = load_preset(args)
     rng = np.random.default_rng(args.seed)
     cases = [
         make_case(n.strip(), args.size, args.kernel_size, rng) for n in args.images.split(",") if n.strip()

@@ -39,9 +39,7 @@ if str(REPO) not in sys.path:
 from bench.deblur_bench import NOISE_SIGMA, scores, sharp_photo  # noqa: E402
 from data.kernels import shake_kernel  # noqa: E402
 from data.synthetic import blur_valid  # noqa: E402
-from utils.config import load_config  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
-from utils.threads import set_threads  # noqa: E402
 
 PHOTOS = ("astronaut", "camera", "immunohistochemistry", "hubble_deep_field", "retina", "rocket")
 KERNEL_SIZES = (31, 51, 75, 101)
@@ -129,32 +127,20 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table, the numbers and the figure."""
-    from bench.deblur_bench import ours, preset_model
-    from models.kernel_space import KernelSpace
-    from utils.device import resolve_device
+    from bench.deblur_bench import add_preset_arguments, load_preset, ours
     from utils.fileio import atomic_write
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="kernel-space checkpoint (default: the preset's model)")
-    parser.add_argument("--config", default=str(REPO / "configs" / "deblur" / "default.yml"), help="our preset")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override our preset")
+    add_preset_arguments(parser, "large_blur")
     parser.add_argument("--images", default=",".join(PHOTOS), help="comma-separated skimage.data names")
     parser.add_argument("--kernel-sizes", default=",".join(map(str, KERNEL_SIZES)), help="odd kernel sides")
     parser.add_argument("--size", type=int, default=384, help="side of the square test images")
     parser.add_argument("--clip", type=float, default=0.02, help="share of the sharp pixels brightened past 1")
     parser.add_argument("--no-true-kernel", action="store_true", help="skip the true-kernel row")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (utils.threads)")
     parser.add_argument("--seed", type=int, default=0, help="seed of kernels and noise")
-    parser.add_argument("--tag", default="default", help="results are bench/results/large_blur_<tag>.*")
-    parser.add_argument("--out", default=str(OUT_DIR), help="results folder")
     args = parser.parse_args(argv)
 
-    set_threads(args.threads)
-    device = resolve_device(args.device)
-    cfg = load_config(args.config, "deblur", args.set)
-    model = args.model or preset_model(cfg)
-    kernel_space = KernelSpace.load(model, device)
+    cfg, model, kernel_space, device = load_preset(args)
     run_ours = ours(kernel_space, cfg, device, args.seed)
     run_true = None if args.no_true_kernel else true_kernel_step(cfg)
     rng = np.random.default_rng(args.seed)

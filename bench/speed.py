@@ -82,11 +82,11 @@ def run_timed(args: Sequence[str]) -> tuple[float, float]:
                                    stdout=subprocess.DEVNULL, stderr=errors)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
             errors.seek(0)
             message = " ".join(errors.read().decode(errors="replace").split())[-300:]
-            raise UserError(f"deblur.py {' '.join(args)} failed (exit {process.returncode}): {message}")
+            raise UserError(f"deblur.py {' '.join(args)} failed (exit {code}): {message}")
     return seconds, usage.ru_maxrss / 1024**2  # ru_maxrss is in KiB on Linux
 
 

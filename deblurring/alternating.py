@@ -64,7 +64,7 @@ from deblurring.nonblind import (
 )
 from deblurring.result import DeblurResult
 from models.psf_ops import CELL, blur_cells, convolve, least_squares_kernel
-from utils.threads import parallel_map, single_threaded_ops
+from utils.threads import parallel_map, torch_threads
 
 
 def l0_deblur(
@@ -603,7 +603,7 @@ def _window_kernels(
     return torch.stack([resize_support(k, size) for k in out])
 
 
-@single_threaded_ops()
+@torch_threads(1)
 def deblur_alternating(
     blurry: torch.Tensor,  # (1, C, H, W), C = 1 (gray) or 3, values in [0, 1]
     kernel_space: Any = None,  # optional PSF-type KernelSpace: code of the result, kernel projection

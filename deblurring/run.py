@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,6 +252,5 @@ def deblur_files(
     exists gives ``status: exists``. ``progress``: per-image progress lines (one worker only)."""
     per_worker = threads if workers == 1 else max(1, (threads or available_cores()) // workers)
     args = (str(model_path), device, dict(cfg), seed, per_worker, progress and workers == 1, model, skip_existing)
-    work: Callable[[_Worker, DeblurJob], dict[str, Any]] = _work
-    yield from run_tasks(jobs, work, _setup, args, workers=workers)
+    yield from run_tasks(jobs, _work, _setup, args, workers=workers)
 

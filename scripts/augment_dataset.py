@@ -51,19 +51,18 @@ from models import KernelSpace
 from transfer import (
     DEFAULT_CONFIG,
     apply_code,
-    check_threads,
     check_tiling,
     extract_code,
     load_model,
     model_path_from_config,
-    torch_threads,
 )
-from utils.batch import parse_shard, take_shard
+from utils.batch import check_threads, parse_shard, take_shard
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_write
 from utils.paths import refuse_overwrite
+from utils.threads import torch_threads
 
 FRAMES_PER_CLIP = 100
 FORMATS = ("folder", "lmdb")

@@ -47,6 +47,13 @@ def check_workers(workers: int) -> int:
     return workers
 
 
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` if None or ≥ 1, else a UserError naming ``--threads``."""
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    return threads
+
+
 _worker_state: dict[str, Any] = {}
 
 

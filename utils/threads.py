@@ -60,16 +60,17 @@ def pool_threads() -> int:
 
 
 @contextmanager
-def single_threaded_ops() -> Iterator[None]:
-    """Run torch ops on the calling thread inside the block (torch's intra-op thread count 1), and
-    restore the previous count after it."""
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (None: the count as it is) and restore
+    the previous count after it. ``torch_threads(1)``: every torch op on the calling thread, the
+    policy of the deblurring paths (also usable as a decorator)."""
     previous = torch.get_num_threads()
-    if previous != 1:
-        torch.set_num_threads(1)
+    if threads is not None and threads != previous:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
-        if previous != 1:
+        if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
 
 
