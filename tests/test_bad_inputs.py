@@ -36,6 +36,8 @@ import pytest
 import torch
 import yaml
 
+pytestmark = pytest.mark.slow  # the table of bad inputs, run as subprocesses: left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 TIMEOUT_S = 600

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # every bench and script run as a subprocess: left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 LEVIN_DIR = REPO.parent / "shared" / "benchmarks" / "levin"  # bench/levin.py's default --root

@@ -168,6 +168,7 @@ def test_half_precision_export_halves_the_file_and_keeps_outputs(tiny_model, tmp
     assert 0 < err < 1e-2
 
 
+@pytest.mark.slow
 def test_export_changes_a_setting_but_not_the_weights(tmp_path):
     torch.manual_seed(0)
     src, dst = tmp_path / "psf.pth", tmp_path / "psf_reg.pth"

@@ -75,6 +75,7 @@ def test_cli_corrupt_png_exits_2_naming_the_file_and_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]  # no temporary LMDB left either
 
 
+@pytest.mark.slow
 def test_cli_refuses_to_overwrite_without_flag(tmp_path):
     _reds_tree(tmp_path / "imgs")
     out = tmp_path / "out.lmdb"

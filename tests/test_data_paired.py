@@ -117,6 +117,7 @@ def _tree_ok(tmp_path):
     return tmp_path / "ok"
 
 
+@pytest.mark.slow
 def test_make_synthetic_dataset_cli_tree_feeds_the_folder_dataset(tmp_path):
     script = REPO / "scripts" / "make_synthetic_dataset.py"
     args = [sys.executable, str(script), "--deadleaves", "--out", str(tmp_path / "syn"), "--num", "3",

@@ -154,6 +154,7 @@ def test_blur_convention_of_the_synthetic_case(synthetic):
     assert float((reblurred - synthetic["blurry"])[..., 8:-8, 8:-8].abs().mean()) < 0.005
 
 
+@pytest.mark.slow
 def test_default_preset_through_deblur_image(synthetic):
     """deblurring.run.deblur_image with the default preset (alternating) and a PSF-type model: the objectives
     decrease, the PSF found matches the true blur, PSNR rises, the code is the model's, same seed same output."""

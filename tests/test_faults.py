@@ -20,8 +20,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 import yaml
+
+pytestmark = pytest.mark.slow  # subprocesses and kills: left out of `make test-fast`
 
 REPO = Path(__file__).resolve().parent.parent
 CRASH = REPO / "tests" / "helpers_crash.py"

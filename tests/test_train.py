@@ -135,6 +135,7 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_mid_save_resumes_from_previous_state(tmp_path, vae_straight):
     argv = ["-opt", CI_TINY, "--set", f"path.root={tmp_path / 'b'}", "--set", "logger.progress_bar=false"]
     argv += [x for item in VAE for x in ("--set", item)]

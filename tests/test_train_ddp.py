@@ -7,8 +7,11 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
+
+pytestmark = pytest.mark.slow  # two-process DDP: left out of `make test-fast`
 
 REPO = Path(__file__).resolve().parent.parent
 CI_TINY = str(REPO / "configs" / "train" / "ci_tiny.yml")
