@@ -1,5 +1,9 @@
 """Checkpoint files: our format, and import of the published KernelWizard state_dicts.
 
+This module knows files, not models: it reads a file into :class:`CheckpointContents` and copies
+tensors into a given module; :class:`models.kernel_space.KernelSpace` builds the model (the imports
+run one way, kernel_space → checkpoint).
+
 Our format (DESIGN.md): ``{"format": "kernel-space/1", "config": <model config>, "state_dict":
 ..., "meta": {...}}``, written atomically, read with ``torch.load(..., weights_only=True)`` — a
 checkpoint is untrusted input, and one that holds pickled Python objects is refused.
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -143,20 +148,57 @@ def convert_published_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-def kernel_space_from_published(sd: Mapping[str, Any], source: str = "checkpoint") -> Any:
-    """Build a KernelSpace from a published state_dict (with or without ``module.``)."""
-    from models.kernel_space import KernelSpace
+@dataclass(frozen=True)
+class CheckpointContents:
+    """What a kernel-space checkpoint file holds, in this project's names: the model ``config``, the
+    ``state_dict`` (published tensor names already renamed), the ``meta`` mapping, and whether the file
+    was a ``published`` KernelWizard state_dict (its config then inferred from the shapes)."""
 
+    config: dict[str, Any]
+    state_dict: dict[str, Any]
+    meta: dict[str, Any]
+    published: bool
+    source: str
+
+
+def published_contents(sd: Mapping[str, Any], source: str = "checkpoint") -> CheckpointContents:
+    """A published state_dict (with or without ``module.``) → its :class:`CheckpointContents`."""
     sd = strip_module_prefix(sd)
-    config = infer_published_config(sd, source)
-    model = KernelSpace(config, meta={"source": "published", "converted_from": str(source)})
-    _load_state(model, convert_published_state_dict(sd), source, published=True)
-    return model
+    return CheckpointContents(infer_published_config(sd, source), convert_published_state_dict(sd),
+                              {"source": "published", "converted_from": str(source)}, True, str(source))
 
 
-def _load_state(model: torch.nn.Module, sd: Mapping[str, Any], source: str, published: bool = False) -> None:
+def read_kernel_space_file(path: str | Path, published_only: bool = False) -> CheckpointContents:
+    """Read a checkpoint of ours or a published state_dict → :class:`CheckpointContents`; a file that
+    is neither (or, with ``published_only``, not a published one) is a one-line UserError."""
+    data = read_checkpoint_file(path)
+    if not isinstance(data, dict) and not published_only:
+        raise UserError(f"{path}: expected a checkpoint dict, got {type(data).__name__}")
+    if isinstance(data, dict) and "format" in data and not published_only:
+        if data["format"] != FORMAT:
+            raise UserError(f"{path}: unsupported checkpoint format {data['format']!r} (expected {FORMAT!r})")
+        for key in ("config", "state_dict"):
+            if not isinstance(data.get(key), dict):
+                raise UserError(f"{path}: checkpoint has no '{key}' mapping")
+        return CheckpointContents(data["config"], data["state_dict"], data.get("meta") or {}, False, str(path))
+    sd = data.get("state_dict", data.get("params", data)) if isinstance(data, dict) else None
+    if not isinstance(sd, dict) or not is_published_state_dict(strip_module_prefix(sd)):
+        if published_only:
+            raise UserError(f"{path}: not a published KernelWizard state_dict "
+                            "(no feature_extractor.*/adapter.* tensors)")
+        raise UserError(
+            f"{path}: not a kernel-space checkpoint (expected format {FORMAT!r} "
+            "or a published KernelWizard state_dict)"
+        )
+    return published_contents(sd, str(path))
+
+
+def load_state(model: torch.nn.Module, contents: CheckpointContents) -> None:
+    """Copy ``contents.state_dict`` into ``model`` strictly; a missing, extra or misshapen tensor is a
+    one-line UserError naming the file and the tensor (by its published name for a published file)."""
+    sd, source = contents.state_dict, contents.source
     own = model.state_dict()
-    rename = {v: k for k, v in PUBLISHED_PREFIXES.items()} if published else {}
+    rename = {v: k for k, v in PUBLISHED_PREFIXES.items()} if contents.published else {}
 
     def shown(name: str) -> str:
         for new, old in rename.items():
@@ -176,40 +218,3 @@ def _load_state(model: torch.nn.Module, sd: Mapping[str, Any], source: str, publ
             shape = tuple(got.shape) if torch.is_tensor(got) else type(got).__name__
             raise UserError(f"{source}: tensor {shown(key)!r} has shape {shape}, expected {tuple(value.shape)}")
     model.load_state_dict(sd, strict=True)
-
-
-def load_kernel_space(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """Read a checkpoint of ours or a published state_dict → KernelSpace on ``device``, eval mode."""
-    from models.kernel_space import KernelSpace
-
-    data = read_checkpoint_file(path)
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a checkpoint dict, got {type(data).__name__}")
-    if "format" in data:
-        if data["format"] != FORMAT:
-            raise UserError(f"{path}: unsupported checkpoint format {data['format']!r} (expected {FORMAT!r})")
-        for key in ("config", "state_dict"):
-            if not isinstance(data.get(key), dict):
-                raise UserError(f"{path}: checkpoint has no '{key}' mapping")
-        model = KernelSpace(data["config"], meta=data.get("meta") or {})
-        _load_state(model, data["state_dict"], str(path))
-    else:
-        sd = data.get("state_dict", data.get("params", data))
-        if not isinstance(sd, dict) or not is_published_state_dict(strip_module_prefix(sd)):
-            raise UserError(
-                f"{path}: not a kernel-space checkpoint (expected format {FORMAT!r} "
-                "or a published KernelWizard state_dict)"
-            )
-        model = kernel_space_from_published(sd, str(path))
-    return model.to(device).eval()
-
-
-def convert_published_checkpoint(src: str | Path, dst: str | Path) -> Any:
-    """Read a published state_dict at ``src`` and write our checkpoint format at ``dst``."""
-    data = read_checkpoint_file(src)
-    sd = data.get("state_dict", data.get("params", data)) if isinstance(data, dict) else None
-    if not isinstance(sd, dict) or not is_published_state_dict(strip_module_prefix(sd)):
-        raise UserError(f"{src}: not a published KernelWizard state_dict (no feature_extractor.*/adapter.* tensors)")
-    model = kernel_space_from_published(sd, str(src))
-    model.save(str(dst))
-    return model

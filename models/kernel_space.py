@@ -21,6 +21,7 @@ from torch import nn
 
 from models.blocks import PreprocessBlock, safe_reflect_pad
 from models.blur_generator import BlurGenerator
+from models.checkpoint import CheckpointContents, load_state, read_kernel_space_file, save_checkpoint
 from models.kernel_extractor import KernelExtractor
 from models.psf_extractor import PSFKernelExtractor, refine_code
 from models.psf_generator import PSFBlurGenerator
@@ -244,13 +245,24 @@ class KernelSpace(nn.Module):
     def save(self, path: str, meta: Mapping[str, Any] | None = None, half: bool = False) -> None:
         """Write the checkpoint format of DESIGN.md atomically (see :mod:`models.checkpoint`);
         ``half`` stores float16 weights (half the size, loaded back as float32)."""
-        from models.checkpoint import save_checkpoint
-
         save_checkpoint(self, path, meta, half)
+
+    @classmethod
+    def from_contents(cls, contents: CheckpointContents) -> KernelSpace:
+        """The model a checkpoint describes (:func:`models.checkpoint.read_kernel_space_file`), on the CPU."""
+        model = cls(contents.config, meta=contents.meta)
+        load_state(model, contents)
+        return model
 
     @classmethod
     def load(cls, path: str, device: str | torch.device = "cpu") -> KernelSpace:
         """Load our checkpoint or a published KernelWizard state_dict; the model is in eval mode."""
-        from models.checkpoint import load_kernel_space
+        return cls.from_contents(read_kernel_space_file(path)).to(device).eval()
 
-        return load_kernel_space(path, device)
+
+def convert_published_checkpoint(src: str, dst: str) -> KernelSpace:
+    """Read a published KernelWizard state_dict at ``src``, write it in our checkpoint format at ``dst``
+    → the model."""
+    model = KernelSpace.from_contents(read_kernel_space_file(src, published_only=True))
+    model.save(str(dst))
+    return model

@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from models.checkpoint import convert_published_checkpoint
+from models.kernel_space import convert_published_checkpoint
 from utils.errors import run_cli
 from utils.paths import refuse_overwrite
 
