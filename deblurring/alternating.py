@@ -615,7 +615,7 @@ def deblur_alternating(
     candidates: Sequence[Sequence[float]] = ((9, 4e-3, 0.8), (9, 4e-3), (11, 4e-3), (13, 4e-3)),
     select_weight: float = 1e-3,
     scale_ratio: float = math.sqrt(0.5),
-    iterations: int = 5,
+    iterations: int = 8,
     l0_decay: float = 1.1,
     l0_min: float = 1e-4,
     l0_beta_max: float = 1e5,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -362,3 +363,22 @@ def test_mild_blur_on_a_noisy_photo_stays_mild():
     psf = result.psf[0, 0, 0]
     assert float(psf.max()) > 0.3 and kernel_similarity(psf, case["kernel"]) > 0.9
     assert _psnr(result.sharp, case["sharp"], 12) > _psnr(case["blurry"], case["sharp"], 12) + 1.5
+
+
+def test_alternating_defaults_are_the_schema_defaults():
+    """Calling deblur_alternating without a keyword does what deblur.py does without a --set: every
+    default of its signature is the `alternating` default of configs/defaults/deblur.yml."""
+    import inspect
+
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs/defaults/deblur.yml").read_text())
+    signature = inspect.signature(deblur_alternating).parameters
+    for key, value in schema["alternating"].items():
+        default = signature[key].default
+        if isinstance(default, tuple):
+            default = [list(item) for item in default]
+        if isinstance(value, float):
+            assert math.isclose(default, value, rel_tol=1e-6), key
+        else:
+            assert default == value, key
