@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, load the model and config, deblur the image(s), write the outputs."""
     args = build_parser().parse_args(argv)
     from deblurring.config import deblur_config  # after parsing: --help does not pay for torch
-    from deblurring.run import deblur_files, plan_jobs
+    from deblurring.run import deblur_files, plan_jobs, summarise_folder
     from utils.config import read_yaml
     from utils.fileio import atomic_write
     from utils.paths import model_path, refuse_overwrite
@@ -140,25 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = {"model": str(model), "config": args.config, "device": args.device, "seed": args.seed,
                    "shard": args.shard, "images": reports}
         atomic_write(args.report, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"), suffix=".json")
-    return _summarise(reports) if folder else 0
-
-
-def _summarise(reports: list[dict[str, Any]]) -> int:
-    """Print the folder run's summary on stderr → exit status (0 all written, 1 some failed, 2 none done)."""
-    ok = [r for r in reports if r["status"] == "ok"]
-    failed = [r for r in reports if r["status"] == "failed"]
-    existed = [r for r in reports if r["status"] == "exists"]
-    mean = sum(r["seconds"] for r in ok) / len(ok) if ok else 0.0
-    print(f"{len(ok)} deblurred ({mean:.1f} s per image), {len(existed)} already existed, {len(failed)} failed",
-          file=sys.stderr)
-    for r in failed:
-        print(f"  failed: {r['input']}: {r['reason']}", file=sys.stderr)
-    for r in reports:
-        if r["status"] == "skipped":
-            print(f"  skipped: {r['input']}: {r['reason']}", file=sys.stderr)
-    if failed:
-        return 1 if ok or existed else 2
-    return 0
+    return summarise_folder(reports) if folder else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -254,3 +255,22 @@ def deblur_files(
     args = (str(model_path), device, dict(cfg), seed, per_worker, progress and workers == 1, model, skip_existing)
     yield from run_tasks(jobs, _work, _setup, args, workers=workers)
 
+
+def summarise_folder(reports: list[dict[str, Any]]) -> int:
+    """Print a folder run's summary on stderr (one report per image: status ok, exists, failed or
+    skipped) → the exit status of deblur.py: 0 when all were written, 1 when some failed, 2 when none
+    was done."""
+    ok = [r for r in reports if r["status"] == "ok"]
+    failed = [r for r in reports if r["status"] == "failed"]
+    existed = [r for r in reports if r["status"] == "exists"]
+    mean = sum(r["seconds"] for r in ok) / len(ok) if ok else 0.0
+    print(f"{len(ok)} deblurred ({mean:.1f} s per image), {len(existed)} already existed, {len(failed)} failed",
+          file=sys.stderr)
+    for r in failed:
+        print(f"  failed: {r['input']}: {r['reason']}", file=sys.stderr)
+    for r in reports:
+        if r["status"] == "skipped":
+            print(f"  skipped: {r['input']}: {r['reason']}", file=sys.stderr)
+    if failed:
+        return 1 if ok or existed else 2
+    return 0
