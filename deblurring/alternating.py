@@ -43,6 +43,7 @@ pyramid. Measured on Levin (bench/levin.py): see the module's README entry in th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -603,6 +604,113 @@ def _window_kernels(
     return torch.stack([resize_support(k, size) for k in out])
 
 
+@dataclass(frozen=True)
+class Window:
+    """Where :func:`deblur_alternating` measures a uniform blur: ``gray`` (1, 1, h, w), the channel
+    mean of the estimation window; ``clipped`` its saturated pixels (bool, same shape); ``sigma`` the
+    noise σ measured there; ``limit`` the largest PSF side searched on it (:func:`largest_psf`)."""
+
+    gray: torch.Tensor
+    clipped: torch.Tensor
+    sigma: float
+    limit: int
+
+
+def measure(y: torch.Tensor, estimate_side: int | None, psf_size: int,
+            report: Callable[[dict[str, Any]], None]) -> Window:
+    """Step 1 of :func:`deblur_alternating`: y (1, C, H, W) in [0, 1] → its :class:`Window`
+    (:func:`estimation_window` of at most ``estimate_side``); a ``psf_size`` cut to the window is reported."""
+    gray_full = y.mean(dim=1, keepdim=True)
+    rows, cols = estimation_window(gray_full, estimate_side)
+    sigma = max(estimate_noise(y[..., rows, cols]), 1e-4)
+    gray = gray_full[..., rows, cols]
+    limit = largest_psf(gray.shape[-2:], psf_size)
+    if limit != psf_size:
+        report({"psf_size": psf_size, "clipped_to": limit})
+    return Window(gray, clipped_mask(y[..., rows, cols]).any(dim=1, keepdim=True), sigma, limit)
+
+
+def psf_map(kernel: torch.Tensor, y: torch.Tensor, prefilter: float, cells: bool,
+            candidates: Sequence[Sequence[float]], estimate: Callable[..., torch.Tensor],
+            select_weight: float) -> torch.Tensor:
+    """Step 3 of :func:`deblur_alternating`: the PSF map (1, gh, gw, S, S) of y (1, C, H, W) — ``kernel``
+    (S, S) in every 128-px cell or, with ``cells``, each cell's own where it explains the cell better
+    (:func:`_window_kernels`, on the gray image prefiltered by ``prefilter``)."""
+    gh, gw = math.ceil(y.shape[-2] / CELL), math.ceil(y.shape[-1] / CELL)
+    if not cells or gh * gw == 1:
+        return kernel[None, None, None].expand(1, gh, gw, *kernel.shape).contiguous()
+    gray = y.mean(dim=1, keepdim=True)
+    smooth = _gaussian(gray, prefilter) if prefilter > 0 else gray
+    psfs = _window_kernels(smooth, kernel, candidates, estimate, select_weight, prefilter)
+    return psfs.view(1, gh, gw, *psfs.shape[-2:])
+
+
+@dataclass(frozen=True)
+class Polish:
+    """How :func:`search_kernel` finishes a kernel found on the prefiltered image: the prefilter
+    (σ ``prefilter`` px) taken out (:func:`unfiltered`), then ``rounds`` × :func:`polish_kernel`
+    (Tikhonov ``reg``, projection ``min_mass``, deconvolution ``knobs``)."""
+
+    rounds: int
+    reg: float
+    min_mass: float
+    prefilter: float
+    knobs: dict[str, float]
+
+    def __call__(self, image: torch.Tensor, kernel: torch.Tensor, threshold: float, clipped: torch.Tensor,
+                 limit: int) -> torch.Tensor:
+        kernel = unfiltered(kernel, self.prefilter, threshold, self.min_mass)
+        for _ in range(self.rounds):
+            kernel = polish_kernel(image, kernel, clipped, limit, self.reg, threshold, self.min_mass, self.knobs)
+        return kernel
+
+
+def search_kernel(
+    gray: torch.Tensor,
+    image: torch.Tensor,
+    clipped: torch.Tensor,
+    ladder: Sequence[int],
+    candidates: Sequence[Sequence[float]],
+    thresholds: Sequence[float],
+    estimate_for: Callable[..., torch.Tensor],
+    polish: Polish,
+    select_weight: float,
+    support_gain: float,
+    report: Callable[[dict[str, Any]], None],
+    verbose: bool = False,
+) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
+    """The kernel step of :func:`deblur_alternating` → (PSF (S, S), the estimate that found it).
+
+    ``gray`` (1, 1, h, w): the (prefiltered) estimation window, ``image`` the same unfiltered (the
+    polish works on it), ``clipped`` its saturated pixels. At the first size limit of ``ladder``
+    every candidate runs under every kernel threshold (:func:`_best_candidates`), each threshold's
+    winner is polished, and the PSF of least :func:`l0_energy` wins; the larger limits run the winning
+    candidate and threshold only. Of the limits, the smallest whose energy (on the crop of the largest)
+    is within ``support_gain`` of the lowest wins."""
+    prefilter = polish.prefilter
+    runs: list[tuple[float, torch.Tensor, Callable[..., Any]]] = []
+    trial, thresholds = list(candidates), list(thresholds)
+    for size in ladder:
+        best: tuple[float, torch.Tensor, Callable[..., Any], Sequence[float], float] | None = None
+        estimates = [partial(estimate_for, psf_size=size, kernel_threshold=t) for t in thresholds]
+        winners = _best_candidates(gray, trial, estimates, select_weight, report, verbose, clipped)
+        kernels = parallel_map(lambda job, limit=size: polish(image, job[1], job[0], clipped, limit),
+                               [(t, w[1]) for t, w in zip(thresholds, winners)])
+        for threshold, kernel, estimate, (_, _, candidate) in zip(thresholds, kernels, estimates, winners):
+            energy = l0_energy(gray, kernel, select_weight, clipped=clipped, prefilter=prefilter)
+            report({"kernel_threshold": threshold, "energy": energy, "psf_size": kernel.shape[-1]})
+            if best is None or energy < best[0]:
+                best = (energy, kernel, estimate, candidate, threshold)
+        assert best is not None
+        common = l0_energy(gray, best[1], select_weight, clipped=clipped, crop=ladder[-1] // 2, prefilter=prefilter)
+        report({"size_limit": size, "energy": common, "psf_size": best[1].shape[-1]})
+        runs.append((common, best[1], best[2]))
+        trial, thresholds = [best[3]], [best[4]]  # larger limits: the winning candidate and threshold only
+    lowest = min(energy for energy, _, _ in runs)
+    _, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
+    return kernel, estimate
+
+
 @torch_threads(1)
 def deblur_alternating(
     blurry: torch.Tensor,  # (1, C, H, W), C = 1 (gray) or 3, values in [0, 1]
@@ -638,50 +746,25 @@ def deblur_alternating(
     seed: int = 0,
     progress: bool | Callable[[dict[str, Any]], None] = False,
 ) -> DeblurResult:
-    """Blind deblurring of one image by coarse-to-fine L0 / least-squares alternation (module docstring).
+    """Blind deblurring of one image (the module docstring) → :class:`DeblurResult`.
 
-    Knobs: ``psf_size`` the (odd) side of the largest PSF searched (cut to half the image's shorter
-    side, :func:`largest_psf`). The support is found: the whole estimate is run with the size
-    limits of :func:`size_ladder` (``support_start``, × ``support_step``, ..., ``psf_size``; the larger
-    ones only where they are at most a sixth of the estimation window's shorter side), each
-    estimate's window following its PSF's support (:func:`follow_support`; the larger limits with the
-    candidate and threshold that won the first), and the smallest limit whose L0 energy is within ``support_gain``
-    (relative) of the lowest wins. Clipped pixels (:func:`deblurring.nonblind.clipped_mask`) and every
-    pixel their blur reaches are kept out of the kernel step and the energies, and the final step
-    trusts them only as lower bounds. ``candidates``: (min_kernel, l0_weight[, scale_ratio]) tuples,
-    one full coarse-to-fine run each (:func:`estimate_kernel`: ``min_kernel``
-    the PSF side at the coarsest level, i.e. the pyramid's depth, ``l0_weight`` the starting L0
-    weight λ, ``scale_ratio`` the pyramid's step, default the knob ``scale_ratio``); the
-    run of least :func:`l0_energy` (weight ``select_weight``) wins — single runs fail now and then
-    (a wrong basin at the coarse levels), and the energy tells them apart. ``scale_ratio`` the
-    pyramid's step; ``iterations`` alternations per level; λ is divided by ``l0_decay`` after every
-    iteration down to ``l0_min``; ``l0_beta_max`` ends each L0 solve; ``kernel_reg`` the kernel
-    step's Tikhonov weight (relative to the gradient energy); ``kernel_threshold`` /
-    ``kernel_min_mass`` the projection (a list of thresholds: the whole estimate, polish included, is
-    run with each and the PSF of least L0 energy wins; default 0.05 for σ < 0.003, else [0.1, 0.15]);
-    ``edge_select`` > 0 restricts the kernel step to edges of r-map above it (window ``edge_window`` ×
-    the PSF side); ``prefilter`` > 0 estimates the kernel on the image blurred by a Gaussian of that
-    σ (px): the same kernel relates the filtered pair, with less noise (default: 0 for σ < 0.003, else
-    min(1, 100 σ), σ the estimated noise); ``cells``: one PSF per 128-px cell (images
-    larger than a cell), each from a blind estimate on it and half a cell around it, or the whole
-    image's PSF where that has the lower L0 energy there (cost: one estimate per cell);
-    ``estimate_side``: the (uniform) blur is measured on the window of at most that side with the
-    most structure (:func:`estimation_window`; None: the whole image); ``space_projection`` projects the full-size
-    kernels onto ``kernel_space`` (``ks.psf_of_code(ks.code_of_psf(k))``). The final non-blind step
-    uses data weight ``final_weight`` (default ``final_noise_scale / σ^(2/3)`` with σ the estimated
-    noise, clamped to [200, 5000]), prior exponent ``final_alpha`` and the β schedule. ``polish``
-    times (default: 2 for σ ≥ 0.003, else 0) the kernel is re-estimated on the estimation window from
-    that result (least squares, Tikhonov ``polish_reg``) before the final deconvolution: on noisy photos
-    the L0 stage's kernel is the weak part (σ = 0.01 photos: +2.62 → +2.98 dB; on the clean Levin
-    images it costs 0.3 dB, hence off there). Uniform PSFs only. The sharp image is registered with
-    the input (:func:`centre_subpixel`), the PSFs returned centred. ``seed`` is
-    accepted for a uniform interface: nothing is random, the output depends on the input only.
-    ``progress``: True prints one line per candidate, a callable gets every history entry.
+    ``blurry`` (1, 1 or 3, H, W) in [0, 1]; ``kernel_space`` an optional PSF-type KernelSpace (the code
+    of the result; ``space_projection``). Every keyword is a knob of the ``alternating`` section of
+    configs/defaults/deblur.yml, where each is described, with its default (the same as here). The steps:
+    1. the estimation window and its noise σ (:func:`measure`; the σ-dependent defaults: :func:`_noise_adaptive`);
+    2. the kernel (:func:`search_kernel`: :func:`estimate_kernel` runs per candidate, threshold and size
+       limit of :func:`size_ladder`, polished, chosen by :func:`l0_energy`);
+    3. one PSF, or one per 128-px cell with ``cells`` (:func:`psf_map`);
+    clipped pixels and every pixel their blur reaches are kept out of steps 2–3 (:func:`trusted_pixels`),
+    step 4 trusts them as lower bounds only;
+    4. the final non-blind step, registered with the input (:func:`register_and_deconvolve`).
+    Nothing is random (``seed`` is accepted for a uniform interface). ``progress``: True prints one line
+    per candidate, a callable gets every history entry.
 
-    Returns a :class:`DeblurResult`: ``sharp`` (1, C, H, W), ``psf`` (1, gh, gw, S, S) (the same PSF
-    in every cell unless ``cells``), ``reblurred`` (the sharp image blurred by the PSF map), ``code``
-    (the kernel space's code of the PSF map, or None without a kernel space), ``history`` (one
-    entry per alternation, then one per candidate with its energy, then the final step's weight).
+    The result: ``sharp`` (1, C, H, W), ``psf`` (1, gh, gw, S, S) (the same PSF in every cell unless
+    ``cells``), ``reblurred`` (the sharp image blurred by the PSF map), ``code`` (the kernel space's code
+    of the PSF map, or None), ``history`` (one entry per alternation, per candidate run with its energy,
+    per threshold and size limit, then the final step's weight).
     """
     if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
         raise ValueError(f"blurry must be (1, 1 or 3, H, W), got {tuple(blurry.shape)}")
@@ -698,22 +781,13 @@ def deblur_alternating(
             progress(entry)
 
     y_full = blurry.detach().float().cpu().clamp(0, 1)
-    height, width = y_full.shape[-2:]
-
     # 1. where to measure the blur (and the noise), and what to keep out of it (clipped lights and their blur)
-    gray_full = y_full.mean(dim=1, keepdim=True)
-    rows, cols = estimation_window(gray_full, estimate_side)
-    sigma = max(estimate_noise(y_full[..., rows, cols]), 1e-4)
+    window = measure(y_full, estimate_side, psf_size, report)
+    y_window, clipped, sigma = window.gray, window.clipped, window.sigma
     prefilter, polish, thresholds = _noise_adaptive(sigma, prefilter, polish, kernel_threshold)
     final_weight = final_weight_for(sigma, final_weight, final_noise_scale)
-    y_window = gray_full[..., rows, cols]
-    clipped = clipped_mask(y_full[..., rows, cols]).any(dim=1, keepdim=True)
-    limit = largest_psf(y_window.shape[-2:], psf_size)
-    if limit != psf_size:
-        report({"psf_size": psf_size, "clipped_to": limit})
 
-    # 2. the kernel: every candidate under every threshold, polished; least L0 energy wins. Then the
-    # larger size limits of size_ladder; the smallest within support_gain of the lowest energy wins
+    # 2. the kernel: every candidate under every threshold, polished, at every size limit (search_kernel)
     project = None
     if space_projection and kernel_space is not None:
         def project(k: torch.Tensor) -> torch.Tensor:
@@ -724,47 +798,14 @@ def deblur_alternating(
         estimate_kernel, scale_ratio=scale_ratio, iterations=iterations, l0_decay=l0_decay,
         l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_min_mass=kernel_min_mass,
         edge_select=edge_select, edge_window=edge_window, project=project, report=report)
-    polish_knobs = dict(weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate,
-                        beta_max=final_beta_max)
-    ladder = size_ladder(limit, support_start, support_step, min(y_window.shape[-2:]) // SUPPORT_REACH)
-    runs: list[tuple[float, torch.Tensor, Callable[..., Any]]] = []
-    trial = candidates
-    for size in ladder:
-        best: tuple[float, torch.Tensor, Callable[..., Any], Sequence[float], float] | None = None
-        estimates = [partial(estimate_for, psf_size=size, kernel_threshold=t) for t in thresholds]
-        winners = _best_candidates(gray, trial, estimates, select_weight, report, progress is True, clipped)
-
-        def polished(job: tuple[float, torch.Tensor], limit: int = size) -> torch.Tensor:
-            threshold, kernel = job  # found on the prefiltered image: take the filter out of it first
-            kernel = unfiltered(kernel, prefilter, threshold, kernel_min_mass)
-            for _ in range(polish):
-                kernel = polish_kernel(y_window, kernel, clipped, limit, polish_reg, threshold, kernel_min_mass,
-                                       polish_knobs)
-            return kernel
-
-        kernels = parallel_map(polished, [(t, w[1]) for t, w in zip(thresholds, winners)])
-        for threshold, kernel, estimate, (_, _, candidate) in zip(thresholds, kernels, estimates, winners):
-            energy = l0_energy(gray, kernel, select_weight, clipped=clipped, prefilter=prefilter)
-            report({"kernel_threshold": threshold, "energy": energy, "psf_size": kernel.shape[-1]})
-            if best is None or energy < best[0]:
-                best = (energy, kernel, estimate, candidate, threshold)
-        assert best is not None
-        common = l0_energy(gray, best[1], select_weight, clipped=clipped, crop=ladder[-1] // 2, prefilter=prefilter)
-        report({"size_limit": size, "energy": common, "psf_size": best[1].shape[-1]})
-        runs.append((common, best[1], best[2]))
-        trial = [best[3]]  # larger limits: the winning candidate and threshold only
-        thresholds = [best[4]]
-    lowest = min(energy for energy, _, _ in runs)  # the smallest limit within support_gain of the best
-    _, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
+    polishing = Polish(polish, polish_reg, kernel_min_mass, prefilter, dict(
+        weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate, beta_max=final_beta_max))
+    ladder = size_ladder(window.limit, support_start, support_step, min(y_window.shape[-2:]) // SUPPORT_REACH)
+    kernel, estimate = search_kernel(gray, y_window, clipped, ladder, candidates, thresholds, estimate_for,
+                                     polishing, select_weight, support_gain, report, progress is True)
 
     # 3. one PSF, or one per cell where that explains the cell better
-    gh, gw = math.ceil(height / CELL), math.ceil(width / CELL)
-    if cells and gh * gw > 1:
-        smooth = _gaussian(gray_full, prefilter) if prefilter > 0 else gray_full
-        psfs = _window_kernels(smooth, kernel, candidates, estimate, select_weight, prefilter)[None]
-        psfs = psfs.view(1, gh, gw, *psfs.shape[-2:])
-    else:
-        psfs = kernel[None, None, None].expand(1, gh, gw, *kernel.shape).contiguous()
+    psfs = psf_map(kernel, y_full, prefilter, cells, candidates, estimate, select_weight)
     if project is not None:
         psfs = _project_to_space(psfs, kernel_space)
 
