@@ -755,9 +755,9 @@ def deblur_alternating(
     2. the kernel (:func:`search_kernel`: :func:`estimate_kernel` runs per candidate, threshold and size
        limit of :func:`size_ladder`, polished, chosen by :func:`l0_energy`);
     3. one PSF, or one per 128-px cell with ``cells`` (:func:`psf_map`);
-    clipped pixels and every pixel their blur reaches are kept out of steps 2–3 (:func:`trusted_pixels`),
-    step 4 trusts them as lower bounds only;
     4. the final non-blind step, registered with the input (:func:`register_and_deconvolve`).
+    Clipped pixels and every pixel their blur reaches are kept out of steps 2–3 (:func:`trusted_pixels`);
+    step 4 trusts them as lower bounds only.
     Nothing is random (``seed`` is accepted for a uniform interface). ``progress``: True prints one line
     per candidate, a callable gets every history entry.
 

@@ -168,28 +168,41 @@ def published_contents(sd: Mapping[str, Any], source: str = "checkpoint") -> Che
                               {"source": "published", "converted_from": str(source)}, True, str(source))
 
 
-def read_kernel_space_file(path: str | Path, published_only: bool = False) -> CheckpointContents:
+def _published_state_dict(data: Any) -> dict[str, Any] | None:
+    """The published KernelWizard state_dict a loaded file holds (plain, or under ``state_dict`` /
+    ``params``), or None when it holds none."""
+    sd = data.get("state_dict", data.get("params", data)) if isinstance(data, dict) else None
+    return sd if isinstance(sd, dict) and is_published_state_dict(strip_module_prefix(sd)) else None
+
+
+def read_kernel_space_file(path: str | Path) -> CheckpointContents:
     """Read a checkpoint of ours or a published state_dict → :class:`CheckpointContents`; a file that
-    is neither (or, with ``published_only``, not a published one) is a one-line UserError."""
+    is neither is a one-line UserError."""
     data = read_checkpoint_file(path)
-    if not isinstance(data, dict) and not published_only:
+    if not isinstance(data, dict):
         raise UserError(f"{path}: expected a checkpoint dict, got {type(data).__name__}")
-    if isinstance(data, dict) and "format" in data and not published_only:
+    if "format" in data:
         if data["format"] != FORMAT:
             raise UserError(f"{path}: unsupported checkpoint format {data['format']!r} (expected {FORMAT!r})")
         for key in ("config", "state_dict"):
             if not isinstance(data.get(key), dict):
                 raise UserError(f"{path}: checkpoint has no '{key}' mapping")
         return CheckpointContents(data["config"], data["state_dict"], data.get("meta") or {}, False, str(path))
-    sd = data.get("state_dict", data.get("params", data)) if isinstance(data, dict) else None
-    if not isinstance(sd, dict) or not is_published_state_dict(strip_module_prefix(sd)):
-        if published_only:
-            raise UserError(f"{path}: not a published KernelWizard state_dict "
-                            "(no feature_extractor.*/adapter.* tensors)")
+    sd = _published_state_dict(data)
+    if sd is None:
         raise UserError(
             f"{path}: not a kernel-space checkpoint (expected format {FORMAT!r} "
             "or a published KernelWizard state_dict)"
         )
+    return published_contents(sd, str(path))
+
+
+def read_published_file(path: str | Path) -> CheckpointContents:
+    """Read a published KernelWizard state_dict → :class:`CheckpointContents`; any other file
+    (ours included) is a one-line UserError."""
+    sd = _published_state_dict(read_checkpoint_file(path))
+    if sd is None:
+        raise UserError(f"{path}: not a published KernelWizard state_dict (no feature_extractor.*/adapter.* tensors)")
     return published_contents(sd, str(path))
 
 

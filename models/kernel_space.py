@@ -21,7 +21,13 @@ from torch import nn
 
 from models.blocks import PreprocessBlock, safe_reflect_pad
 from models.blur_generator import BlurGenerator
-from models.checkpoint import CheckpointContents, load_state, read_kernel_space_file, save_checkpoint
+from models.checkpoint import (
+    CheckpointContents,
+    load_state,
+    read_kernel_space_file,
+    read_published_file,
+    save_checkpoint,
+)
 from models.kernel_extractor import KernelExtractor
 from models.psf_extractor import PSFKernelExtractor, refine_code
 from models.psf_generator import PSFBlurGenerator
@@ -263,6 +269,6 @@ class KernelSpace(nn.Module):
 def convert_published_checkpoint(src: str, dst: str) -> KernelSpace:
     """Read a published KernelWizard state_dict at ``src``, write it in our checkpoint format at ``dst``
     → the model."""
-    model = KernelSpace.from_contents(read_kernel_space_file(src, published_only=True))
+    model = KernelSpace.from_contents(read_published_file(src))
     model.save(str(dst))
     return model
