@@ -23,13 +23,15 @@ The classical MAP scheme of the fast blind methods (Cho & Lee 2009; Xu, Zheng & 
    cell with half a cell around it; a cell keeps its own PSF where it explains its window better
    (lower L0 energy) than the whole image's PSF.
 4. The sharp image is the non-blind hyper-Laplacian deconvolution of the full-resolution input,
-   every channel, with the PSF (map) found (:mod:`deblurring.nonblind`); its data weight follows
-   the noise level estimated from the input. On noisy inputs the PSF is first re-estimated from
-   that deconvolution (``polish``). Registration: a blind estimate is defined up to a translation
-   (k moved by −d, x by +d); the PSF's centre of mass is put at its centre to sub-pixel precision
-   and the sharp image moved by the same offset (:func:`centre_subpixel`), so that it is registered
-   with the input — the convention of the synthetic data, which matters for PSNR (σ = 0.01 photos
-   +2.98 → +3.53 dB; mild 9-px blur −0.96 → +1.23 dB).
+   every channel, with the PSF (map) found (:mod:`deblurring.nonblind`); its data weight follows the
+   noise level estimated from the input. On noisy inputs the PSF is first re-estimated from that
+   deconvolution (``polish``). It is kept only where it explains the input better than no blur at
+   all (a delta: a sharp or barely blurred photo is denoised, not sharpened by a wrong kernel).
+   Registration: a blind estimate is defined up to a translation (k moved by −d, x by +d); the PSF's
+   centre of mass is put at its centre to sub-pixel precision and the sharp image moved by the same
+   offset (:func:`centre_subpixel`), so that it is registered with the input — the convention of the
+   synthetic data, which matters for PSNR (σ = 0.01 photos +2.98 → +3.53 dB; mild 9-px blur −0.96 →
+   +1.23 dB).
 
 Why not the no-blur solution. Under a natural-image prior, MAP over (x, k) jointly prefers the
 blurry image and a delta kernel (Levin et al. 2009), because a blurry image has *smaller* gradients
@@ -378,13 +380,13 @@ def l0_energy(
     c = psf.shape[-1] // 2 if crop is None else crop
     err = convolve(x, psf[None, None].to(x)) - blurry.float()
     keep = None if clipped is None else trusted_pixels(clipped, 1.0, psf.shape[-1])
-    if keep is not None:
-        err = err * keep
+    dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+    dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+    edges = (dx.abs() > 1e-3).float() + (dy.abs() > 1e-3).float()
+    if keep is not None:  # neither the error nor the edges of x where the clipped lights reach
+        err, edges = err * keep, edges * keep
     err = err[..., c:x.shape[-2] - c, c:x.shape[-1] - c]
-    dx = x[..., :, 1:] - x[..., :, :-1]
-    dy = x[..., 1:, :] - x[..., :-1, :]
-    edges = (dx.abs() > 1e-3).sum() + (dy.abs() > 1e-3).sum()
-    return float(err.square().sum() + weight * edges)
+    return float(err.square().sum() + weight * edges.sum())
 
 
 def support_radius(kernel: torch.Tensor) -> int:
@@ -686,7 +688,8 @@ def search_kernel(
     every candidate runs under every kernel threshold (:func:`_best_candidates`), each threshold's
     winner is polished, and the PSF of least :func:`l0_energy` wins; the larger limits run the winning
     candidate and threshold only. Of the limits, the smallest whose energy (on the crop of the largest)
-    is within ``support_gain`` of the lowest wins."""
+    is within ``support_gain`` of the lowest wins. Last, the no-blur check: where a delta's L0 energy on
+    the unfiltered ``image`` is within ``support_gain`` of that PSF's, the delta (3, 3) is returned."""
     prefilter = polish.prefilter
     runs: list[tuple[float, torch.Tensor, Callable[..., Any]]] = []
     trial, thresholds = list(candidates), list(thresholds)
@@ -708,6 +711,15 @@ def search_kernel(
         trial, thresholds = [best[3]], [best[4]]  # larger limits: the winning candidate and threshold only
     lowest = min(energy for energy, _, _ in runs)
     _, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
+    delta = resize_support(torch.ones(1, 1), kernel.shape[-1])  # the same pixels counted as for the PSF
+    no_blur = True
+    for window, sigma in ((gray, prefilter), (image, 0.0)):  # as chosen, and without the prefilter
+        found = l0_energy(window, kernel, select_weight, clipped=clipped, crop=ladder[-1] // 2, prefilter=sigma)
+        plain = l0_energy(window, delta, select_weight, clipped=clipped, crop=ladder[-1] // 2, prefilter=sigma)
+        report({"no_blur_energy": plain, "energy": found, "prefilter": sigma})
+        no_blur = no_blur and plain <= found * (1 + support_gain)
+    if no_blur:
+        return resize_support(delta, 3), estimate
     return kernel, estimate
 
 
@@ -824,9 +836,9 @@ def _noise_adaptive(
     """The knobs whose default follows the noise σ of the input → (prefilter, polish, thresholds).
 
     Measured: a Gaussian prefilter of σ = 1 px and two polish rounds help on σ = 0.01 photos and
-    nothing on the clean Levin images; faint PSF values are mostly noise on noisy photos (threshold
-    0.1 or 0.15, a toss-up per image that the L0 energy mostly calls right: both are tried), while
-    the long thin tails of the clean Levin kernels need 0.05.
+    nothing on the clean Levin images (polish: 32.66 → 32.54 dB); faint PSF values are mostly noise
+    on noisy photos (threshold 0.1 or 0.15, a toss-up per image that the L0 energy mostly calls right:
+    both are tried), while the long thin tails of the clean Levin kernels need 0.05.
     """
     noisy = sigma >= 0.003
     if prefilter is None:
@@ -875,12 +887,19 @@ def polish_kernel(
 ) -> torch.Tensor:
     """One polish round: the kernel (S, S) re-estimated by least squares from the non-blind
     deconvolution of ``gray`` (1, 1, H, W) with it, in a window that follows its support
-    (:func:`follow_support`, at most ``limit``), away from clipped pixels → the projected PSF."""
+    (:func:`follow_support`, at most ``limit``), away from clipped pixels → the projected PSF.
+
+    Two Tikhonov terms of weight ``reg``: one towards zero (it cleans the kernel's noise), one towards
+    the kernel being polished. Where the image has little energy (the high frequencies of a photo) the
+    kernel keeps half of what it had instead of being low-passed; towards zero alone widened small
+    kernels (5-px blur on σ = 0.01 photos, bench/deblur_bench.py --kernel-size 5)."""
     restored = deconvolve(gray, kernel[None, None], **knobs, margin=kernel.shape[-1], clipped=clipped)
     size = max(kernel.shape[-1], follow_support(kernel, 1.0, limit))
     keep = trusted_pixels(clipped, 1.0, size)
     weight = _taper(gray.shape[-2:], size) * (1.0 if keep is None else keep)
-    k = least_squares_kernel(restored, gray, size, reg=reg, weight=weight, project=False)[0]
+    # Tikhonov reg towards zero plus reg towards the kernel: (X*Y + reg K) / (|X|² + 2 reg)
+    k = least_squares_kernel(restored, gray, size, reg=2 * reg, weight=weight, project=False,
+                             prior=0.5 * resize_support(kernel, size)[None])[0]
     return project_kernel(k, threshold, min_mass)
 
 
