@@ -152,18 +152,6 @@ def write_figure(path: Path, examples: list[dict[str, Any]]) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()), suffix=".png")
 
 
-def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    import yaml
-
-    knobs: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        knobs[key.strip()] = yaml.safe_load(value)
-    return knobs
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table, the numbers and the figure."""
     from deblurring.alternating import deblur_alternating, final_deconvolution
@@ -189,10 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     set_threads(args.threads)
-    preset = deblur_config(load_config(args.config, "deblur"), source=args.config)
+    sets = [f"alternating.{item}" for item in args.set]  # checked against the schema like deblur.py's --set
+    preset = deblur_config(load_config(args.config, "deblur", sets), source=args.config)
     if preset["algorithm"] != "alternating":
         raise UserError(f"{args.config}: algorithm {preset['algorithm']!r}; this benchmark runs 'alternating'")
-    knobs = {**preset["alternating"], **_parse_sets(args.set)}
+    knobs = dict(preset["alternating"])
     names = [n.strip() for n in args.images.split(",") if n.strip()]
     rows: list[dict[str, Any]] = []
     examples: list[dict[str, Any]] = []

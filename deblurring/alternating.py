@@ -710,17 +710,17 @@ def search_kernel(
         runs.append((common, best[1], best[2]))
         trial, thresholds = [best[3]], [best[4]]  # larger limits: the winning candidate and threshold only
     lowest = min(energy for energy, _, _ in runs)
-    _, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
+    found, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
+    # the no-blur check, on the window as the PSF was chosen and (if prefiltered) without the prefilter
     delta = resize_support(torch.ones(1, 1), kernel.shape[-1])  # the same pixels counted as for the PSF
-    no_blur = True
-    for window, sigma in ((gray, prefilter), (image, 0.0)):  # as chosen, and without the prefilter
-        found = l0_energy(window, kernel, select_weight, clipped=clipped, crop=ladder[-1] // 2, prefilter=sigma)
+    for window, sigma in ((gray, prefilter), (image, 0.0))[:2 if prefilter > 0 else 1]:
+        if sigma != prefilter:
+            found = l0_energy(window, kernel, select_weight, clipped=clipped, crop=ladder[-1] // 2)
         plain = l0_energy(window, delta, select_weight, clipped=clipped, crop=ladder[-1] // 2, prefilter=sigma)
         report({"no_blur_energy": plain, "energy": found, "prefilter": sigma})
-        no_blur = no_blur and plain <= found * (1 + support_gain)
-    if no_blur:
-        return resize_support(delta, 3), estimate
-    return kernel, estimate
+        if plain > found * (1 + support_gain):
+            return kernel, estimate
+    return resize_support(delta, 3), estimate
 
 
 @torch_threads(1)

@@ -198,3 +198,13 @@ def check_levin(out: Path) -> None:
 @pytest.mark.parametrize("script", sorted(p.name for p in (REPO / "scripts").glob("*.py")))
 def test_script_starts(script):
     assert "usage" in run(f"scripts/{script}", "--help").stdout
+
+
+def test_levin_set_is_checked_against_the_schema():
+    """bench/levin.py --set KEY=VALUE is checked like deblur.py's: a misspelt knob ends in one line naming
+    it, exit status 2, before any image is read."""
+    proc = subprocess.run([sys.executable, "bench/levin.py", "--set", "iteratoins=3", "--root", "/nonexistent"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=ENV)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "iteratoins" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
