@@ -651,10 +651,11 @@ def psf_map(kernel: torch.Tensor, y: torch.Tensor, prefilter: float, cells: bool
 class Polish:
     """How :func:`search_kernel` finishes a kernel found on the prefiltered image: the prefilter
     (σ ``prefilter`` px) taken out (:func:`unfiltered`), then ``rounds`` × :func:`polish_kernel`
-    (Tikhonov ``reg``, projection ``min_mass``, deconvolution ``knobs``)."""
+    (Tikhonov ``reg``, ``denoise`` on noisy inputs, projection ``min_mass``, deconvolution ``knobs``)."""
 
     rounds: int
     reg: float
+    denoise: bool
     min_mass: float
     prefilter: float
     knobs: dict[str, float]
@@ -663,7 +664,8 @@ class Polish:
                  limit: int) -> torch.Tensor:
         kernel = unfiltered(kernel, self.prefilter, threshold, self.min_mass)
         for _ in range(self.rounds):
-            kernel = polish_kernel(image, kernel, clipped, limit, self.reg, threshold, self.min_mass, self.knobs)
+            kernel = polish_kernel(image, kernel, clipped, limit, self.reg, threshold, self.min_mass, self.knobs,
+                                   self.denoise)
         return kernel
 
 
@@ -752,7 +754,7 @@ def deblur_alternating(
     final_alpha: float = 0.8,
     final_beta_rate: float = 2.0,
     final_beta_max: float = 1024.0,
-    polish: int | None = None,
+    polish: int = 2,
     polish_reg: float = 0.3,
     estimate_side: int | None = 1024,
     seed: int = 0,
@@ -796,7 +798,7 @@ def deblur_alternating(
     # 1. where to measure the blur (and the noise), and what to keep out of it (clipped lights and their blur)
     window = measure(y_full, estimate_side, psf_size, report)
     y_window, clipped, sigma = window.gray, window.clipped, window.sigma
-    prefilter, polish, thresholds = _noise_adaptive(sigma, prefilter, polish, kernel_threshold)
+    prefilter, thresholds = _noise_adaptive(sigma, prefilter, kernel_threshold)
     final_weight = final_weight_for(sigma, final_weight, final_noise_scale)
 
     # 2. the kernel: every candidate under every threshold, polished, at every size limit (search_kernel)
@@ -810,7 +812,7 @@ def deblur_alternating(
         estimate_kernel, scale_ratio=scale_ratio, iterations=iterations, l0_decay=l0_decay,
         l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_min_mass=kernel_min_mass,
         edge_select=edge_select, edge_window=edge_window, project=project, report=report)
-    polishing = Polish(polish, polish_reg, kernel_min_mass, prefilter, dict(
+    polishing = Polish(polish, polish_reg, sigma >= NOISY, kernel_min_mass, prefilter, dict(
         weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate, beta_max=final_beta_max))
     ladder = size_ladder(window.limit, support_start, support_step, min(y_window.shape[-2:]) // SUPPORT_REACH)
     kernel, estimate = search_kernel(gray, y_window, clipped, ladder, candidates, thresholds, estimate_for,
@@ -831,29 +833,30 @@ def deblur_alternating(
 
 
 def _noise_adaptive(
-    sigma: float, prefilter: float | None, polish: int | None, kernel_threshold: float | Sequence[float] | None
-) -> tuple[float, int, list[float]]:
-    """The knobs whose default follows the noise σ of the input → (prefilter, polish, thresholds).
+    sigma: float, prefilter: float | None, kernel_threshold: float | Sequence[float] | None
+) -> tuple[float, list[float]]:
+    """The knobs whose default follows the noise σ of the input → (prefilter, thresholds); the polish
+    pulls towards zero too on noisy inputs (σ ≥ :data:`NOISY`, :func:`polish_kernel`).
 
-    Measured: a Gaussian prefilter of σ = 1 px and two polish rounds help on σ = 0.01 photos and
-    nothing on the clean Levin images (polish: 32.66 → 32.54 dB); faint PSF values are mostly noise
+    Measured: a Gaussian prefilter of σ = 1 px helps on σ = 0.01 photos and nothing on the clean
+    Levin images (the polish there: without the pull towards zero 32.66 → 32.79 dB, with it
+    32.54 dB); faint PSF values are mostly noise
     on noisy photos (threshold 0.1 or 0.15, a toss-up per image that the L0 energy mostly calls right:
     both are tried), while the long thin tails of the clean Levin kernels need 0.05.
     """
-    noisy = sigma >= 0.003
+    noisy = sigma >= NOISY
     if prefilter is None:
         prefilter = min(1.0, 100 * sigma) if noisy else 0.0
-    if polish is None:
-        polish = 2 if noisy else 0
     if kernel_threshold is None:
         thresholds = [0.1, 0.15] if noisy else [0.05]
     elif isinstance(kernel_threshold, Sequence):
         thresholds = [float(t) for t in kernel_threshold]
     else:
         thresholds = [float(kernel_threshold)]
-    return float(prefilter), int(polish), thresholds
+    return float(prefilter), thresholds
 
 
+NOISY = 3e-3  # an input whose estimated noise σ is at least this is treated as noisy (_noise_adaptive)
 SUPPORT_REACH = 6  # a size limit above 1/6 of the window's shorter side is not tried (only the first)
 
 
@@ -883,23 +886,25 @@ def largest_psf(shape: Sequence[int], psf_size: int) -> int:
 
 def polish_kernel(
     gray: torch.Tensor, kernel: torch.Tensor, clipped: torch.Tensor, limit: int, reg: float, threshold: float,
-    min_mass: float, knobs: dict[str, float],
+    min_mass: float, knobs: dict[str, float], denoise: bool = True,
 ) -> torch.Tensor:
     """One polish round: the kernel (S, S) re-estimated by least squares from the non-blind
     deconvolution of ``gray`` (1, 1, H, W) with it, in a window that follows its support
     (:func:`follow_support`, at most ``limit``), away from clipped pixels → the projected PSF.
 
-    Two Tikhonov terms of weight ``reg``: one towards zero (it cleans the kernel's noise), one towards
-    the kernel being polished. Where the image has little energy (the high frequencies of a photo) the
-    kernel keeps half of what it had instead of being low-passed; towards zero alone widened small
-    kernels (5-px blur on σ = 0.01 photos, bench/deblur_bench.py --kernel-size 5)."""
+    A Tikhonov term of weight ``reg`` towards the kernel being polished and, with ``denoise`` (noisy
+    inputs), a second one towards zero (it cleans the kernel's noise). Where the image has little
+    energy (the high frequencies of a photo) the kernel keeps (half of) what it had instead of being
+    low-passed; towards zero alone widened small kernels (5-px blur on σ = 0.01 photos,
+    bench/deblur_bench.py --kernel-size 5)."""
     restored = deconvolve(gray, kernel[None, None], **knobs, margin=kernel.shape[-1], clipped=clipped)
     size = max(kernel.shape[-1], follow_support(kernel, 1.0, limit))
     keep = trusted_pixels(clipped, 1.0, size)
     weight = _taper(gray.shape[-2:], size) * (1.0 if keep is None else keep)
-    # Tikhonov reg towards zero plus reg towards the kernel: (X*Y + reg K) / (|X|² + 2 reg)
-    k = least_squares_kernel(restored, gray, size, reg=2 * reg, weight=weight, project=False,
-                             prior=0.5 * resize_support(kernel, size)[None])[0]
+    # reg towards the kernel (plus reg towards zero): (X*Y + reg K) / (|X|² + reg (+ reg))
+    share = 2 if denoise else 1
+    k = least_squares_kernel(restored, gray, size, reg=share * reg, weight=weight, project=False,
+                             prior=resize_support(kernel, size)[None] / share)[0]
     return project_kernel(k, threshold, min_mass)
 
 
