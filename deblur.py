@@ -54,7 +54,7 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "deblur" / "default.yml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The deblur.py argument parser (flags of DESIGN.md)."""
+    """The deblur.py argument parser (README, "Deblurring", shows its flags in use)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="blurry image (PNG/JPEG/TIFF/BMP; 8/16-bit gray, RGB or RGBA)")

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_train_config(args.opt, args.set)
     resume = args.resume or cfg["path"]["resume_state"]
     paths = ExperimentPaths(Path(cfg["path"]["root"]) / cfg["name"])
-    # issue 16: the experiment's files may not replace the config or the pretrained weights it reads
+    # the experiment's files may not replace the config or the pretrained weights it reads
     refuse_overwriting_inputs(paths, args.opt, cfg["path"]["pretrain_model_G"], resuming=resume is not None)
     device = resolve_device(args.device)
     train(cfg, device=device, resume=resume)

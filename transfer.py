@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:  # all targets, not only this shard's: every shard refuses the same clashes
         paths = output_paths(args.target, args.output, args.output_dir, "_transfer")
     model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
-    refuse_overwrite(paths, [*args.target, args.sharp, args.blur, model_path, args.config])  # issue 16
+    refuse_overwrite(paths, [*args.target, args.sharp, args.blur, model_path, args.config])  # no input replaced
     with torch_threads(args.threads):
         if args.sample is not None:
             return _sample(args, cfg, settings, paths, model_path)

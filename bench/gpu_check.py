@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One-GPU health check (issue 23): the project's training step, DDP and deblurring on CUDA.
+"""One-GPU health check: the project's training step, DDP and deblurring on CUDA.
 
 Sections (``--sections``, default all three, always run in this order; each is time-boxed and a
 failure in one is recorded as FAILED with its one-line error, then the next one runs):

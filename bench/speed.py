@@ -42,12 +42,12 @@ if str(REPO) not in sys.path:
 
 from utils.errors import UserError, run_cli  # noqa: E402
 
-TARGETS = {  # issue 23's done-when figures
+TARGETS = {  # the speed targets the table is held to
     "help_seconds": ("≤", 1.5),
     "small_seconds": ("≤", 5.0),
     "busy_slowdown": ("≤", 2.0),
     "workers_ratio": ("≤", 0.75),
-    "medium_seconds": ("≤", 60.0),  # issue 20
+    "medium_seconds": ("≤", 60.0),
     "large_seconds": ("≤", 60.0),
 }
 

@@ -4,7 +4,7 @@ This module knows files, not models: it reads a file into :class:`CheckpointCont
 tensors into a given module; :class:`models.kernel_space.KernelSpace` builds the model (the imports
 run one way, kernel_space → checkpoint).
 
-Our format (DESIGN.md): ``{"format": "kernel-space/1", "config": <model config>, "state_dict":
+Our format: ``{"format": "kernel-space/1", "config": <model config>, "state_dict":
 ..., "meta": {...}}``, written atomically, read with ``torch.load(..., weights_only=True)`` — a
 checkpoint is untrusted input, and one that holds pickled Python objects is refused.
 

@@ -249,7 +249,7 @@ class KernelSpace(nn.Module):
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str, meta: Mapping[str, Any] | None = None, half: bool = False) -> None:
-        """Write the checkpoint format of DESIGN.md atomically (see :mod:`models.checkpoint`);
+        """Write our checkpoint format atomically (see :mod:`models.checkpoint`);
         ``half`` stores float16 weights (half the size, loaded back as float32)."""
         save_checkpoint(self, path, meta, half)
 

@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tile = args.tile if args.tile is not None else cfg["tile"]
     check_tiling(tile, cfg["overlap"])
     out = Path(args.out)
-    refuse_overwrite(  # issue 16: what this writes (or replaces with --overwrite) may hold no input
+    refuse_overwrite(  # what this writes (or replaces with --overwrite) may hold no input
         [out / name for name in ("sharp", "blur", "sharp.lmdb", "blur.lmdb", "augment_info.yml")],
         [args.source, *(args.source_lmdb or ()), args.targets, args.model or model_path_from_config(cfg["model"]),
          args.config],

@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", required=True, help="published checkpoint (.pth state_dict)")
     parser.add_argument("--output", required=True, help="where to write the converted checkpoint")
     args = parser.parse_args(argv)
-    refuse_overwrite([args.output], [args.input])  # issue 16: the output may not replace the published file
+    refuse_overwrite([args.output], [args.input])  # the output may not replace the published file
     model = convert_published_checkpoint(args.input, args.output)
     n_params = sum(p.numel() for p in model.parameters())
     c = model.config

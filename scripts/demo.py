@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="demo_output", help="output folder")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    refuse_overwrite(  # issue 16: neither picture may be one of the inputs
+    refuse_overwrite(  # neither picture may be one of the inputs
         [Path(args.out) / f"{Path(args.input).stem}_{kind}.png" for kind in ("deblurred", "before_after")],
         [args.input, args.truth, args.model],
     )

@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
     real = args.data or (args.data_lmdb[0] if args.data_lmdb else None)
     name = args.name or f"{model_path.stem}_{Path(real).stem if real else f'synthetic{args.size}'}"
-    # issue 16: no report may replace the model, the config or the data it reads
+    # no report may replace the model, the config or the data it reads
     refuse_overwrite(report_paths(args.out, name), [model_path, DEFAULT_CONFIG, args.data, *(args.data_lmdb or ())])
     device = resolve_device(args.device)
     if args.data or args.data_lmdb:

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.num < 1 or args.size < 1:
         raise UserError(f"--num ({args.num}) and --size ({args.size}) must be positive")
     out = Path(args.out)
-    refuse_overwrite([out / "sharp", out / "blur", out / "kernels"], [args.sharp_dir])  # issue 16
+    refuse_overwrite([out / "sharp", out / "blur", out / "kernels"], [args.sharp_dir])  # never the photos it reads
     if (out / "sharp").exists() and not args.overwrite:
         raise UserError(f"{out}: already holds sharp/ (use --overwrite to write into it)")
     synthetic = {"num_samples": args.num, "source": "deadleaves" if args.deadleaves else "folder",

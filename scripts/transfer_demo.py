@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if kernel_file is None and args.sharp == str(EXAMPLES / "pair_sharp.png"):
         kernel_file = str(EXAMPLES / "kernels" / "pair_motion.npy")
     model_path = args.model or model_path_from_config(load_config(DEFAULT_CONFIG, "transfer")["model"])
-    refuse_overwrite([args.output], [args.sharp, args.blur, *targets, kernel_file, model_path])  # issue 16
+    refuse_overwrite([args.output], [args.sharp, args.blur, *targets, kernel_file, model_path])  # no input replaced
     kernel = None
     if kernel_file is not None:
         try:

@@ -1,4 +1,4 @@
-"""Bad input never crashes and never loses work (issue 8): a table of bad inputs across every command.
+"""Bad input never crashes and never loses work: a table of bad inputs across every command.
 
 Each case runs one command as a subprocess (the real entry point, ``run_cli`` included) on tiny
 inputs and a tiny random model, and checks the contract of the shared error path:
@@ -8,7 +8,7 @@ inputs and a tiny random model, and checks the contract of the shared error path
 - nothing written to the case's output path (no file, no temporary left behind), and a checkpoint
   that runs code when unpickled is refused without running that code.
 
-- no command destroys its input (issue 16): an output that is one of the inputs (spelled with
+- no command destroys its input: an output that is one of the inputs (spelled with
   ``..``, relative or absolute, or through a symlink), or a folder output that would write over
   them, is refused before any work; the case's own inputs under ``{own}`` keep their bytes and
   nothing new appears there.
@@ -240,7 +240,7 @@ CASES = [
     Case("augment-model-runs-code", AUGMENT,
          ("--source", "{data}/pairs", "--targets", "{data}/targets", "--out", "{out}", "--model", "{evil}",
           "--device", "cpu"), ("evil_augment-model-runs-code.pth",)),
-    # no command destroys its input (issue 16): output == input, however spelled
+    # no command destroys its input: output == input, however spelled
     Case("deblur-output-is-input", "deblur.py", ("--input", "{own}/photo.png", "--output", "{own}/photo.png", *DEBLUR),
          ("{own}/photo.png", "would overwrite")),
     Case("deblur-output-is-input-dotdot", "deblur.py",

@@ -1,4 +1,4 @@
-"""Crashes never lose work (issue 8): SIGKILL in the middle of a write, then carry on.
+"""Crashes never lose work: SIGKILL in the middle of a write, then carry on.
 
 - training killed while writing its training state resumes (``--resume auto``) from the last
   complete state and reaches the same weights as the run that was killed;
