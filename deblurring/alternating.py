@@ -24,8 +24,8 @@ The classical MAP scheme of the fast blind methods (Cho & Lee 2009; Xu, Zheng & 
    (lower L0 energy) than the whole image's PSF.
 4. The sharp image is the non-blind hyper-Laplacian deconvolution of the full-resolution input,
    every channel, with the PSF (map) found (:mod:`deblurring.nonblind`); its data weight follows the
-   noise level estimated from the input. On noisy inputs the PSF is first re-estimated from that
-   deconvolution (``polish``). It is kept only where it explains the input better than no blur at
+   noise level estimated from the input. The PSF is first re-estimated from that deconvolution
+   (``polish``). It is kept only where it explains the input better than no blur at
    all (a delta: a sharp or barely blurred photo is denoised, not sharpened by a wrong kernel).
    Registration: a blind estimate is defined up to a translation (k moved by −d, x by +d); the PSF's
    centre of mass is put at its centre to sub-pixel precision and the sharp image moved by the same
@@ -690,8 +690,9 @@ def search_kernel(
     every candidate runs under every kernel threshold (:func:`_best_candidates`), each threshold's
     winner is polished, and the PSF of least :func:`l0_energy` wins; the larger limits run the winning
     candidate and threshold only. Of the limits, the smallest whose energy (on the crop of the largest)
-    is within ``support_gain`` of the lowest wins. Last, the no-blur check: where a delta's L0 energy on
-    the unfiltered ``image`` is within ``support_gain`` of that PSF's, the delta (3, 3) is returned."""
+    is within ``support_gain`` of the lowest wins. Last, the no-blur check: where a delta's L0 energy is
+    within ``support_gain`` of that PSF's on ``gray`` and (if it is prefiltered) on ``image`` as well,
+    the delta (3, 3) is returned."""
     prefilter = polish.prefilter
     runs: list[tuple[float, torch.Tensor, Callable[..., Any]]] = []
     trial, thresholds = list(candidates), list(thresholds)
@@ -713,16 +714,18 @@ def search_kernel(
         trial, thresholds = [best[3]], [best[4]]  # larger limits: the winning candidate and threshold only
     lowest = min(energy for energy, _, _ in runs)
     found, kernel, estimate = next(run for run in runs if run[0] <= lowest * (1 + support_gain))
-    # the no-blur check, on the window as the PSF was chosen and (if prefiltered) without the prefilter
     delta = resize_support(torch.ones(1, 1), kernel.shape[-1])  # the same pixels counted as for the PSF
-    for window, sigma in ((gray, prefilter), (image, 0.0))[:2 if prefilter > 0 else 1]:
-        if sigma != prefilter:
-            found = l0_energy(window, kernel, select_weight, clipped=clipped, crop=ladder[-1] // 2)
+
+    def no_blur_explains(window: torch.Tensor, sigma: float, energy: float) -> bool:
         plain = l0_energy(window, delta, select_weight, clipped=clipped, crop=ladder[-1] // 2, prefilter=sigma)
-        report({"no_blur_energy": plain, "energy": found, "prefilter": sigma})
-        if plain > found * (1 + support_gain):
-            return kernel, estimate
-    return resize_support(delta, 3), estimate
+        report({"no_blur_energy": plain, "energy": energy, "prefilter": sigma})
+        return plain <= energy * (1 + support_gain)
+
+    # the no-blur check: on the window as the PSF was chosen and, if that was prefiltered, without the prefilter
+    if no_blur_explains(gray, prefilter, found) and (prefilter == 0 or no_blur_explains(
+            image, 0.0, l0_energy(image, kernel, select_weight, clipped=clipped, crop=ladder[-1] // 2))):
+        return resize_support(delta, 3), estimate
+    return kernel, estimate
 
 
 @torch_threads(1)
@@ -798,7 +801,7 @@ def deblur_alternating(
     # 1. where to measure the blur (and the noise), and what to keep out of it (clipped lights and their blur)
     window = measure(y_full, estimate_side, psf_size, report)
     y_window, clipped, sigma = window.gray, window.clipped, window.sigma
-    prefilter, thresholds = _noise_adaptive(sigma, prefilter, kernel_threshold)
+    prefilter, thresholds, denoise = _noise_adaptive(sigma, prefilter, kernel_threshold)
     final_weight = final_weight_for(sigma, final_weight, final_noise_scale)
 
     # 2. the kernel: every candidate under every threshold, polished, at every size limit (search_kernel)
@@ -812,7 +815,7 @@ def deblur_alternating(
         estimate_kernel, scale_ratio=scale_ratio, iterations=iterations, l0_decay=l0_decay,
         l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_min_mass=kernel_min_mass,
         edge_select=edge_select, edge_window=edge_window, project=project, report=report)
-    polishing = Polish(polish, polish_reg, sigma >= NOISY, kernel_min_mass, prefilter, dict(
+    polishing = Polish(polish, polish_reg, denoise, kernel_min_mass, prefilter, dict(
         weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate, beta_max=final_beta_max))
     ladder = size_ladder(window.limit, support_start, support_step, min(y_window.shape[-2:]) // SUPPORT_REACH)
     kernel, estimate = search_kernel(gray, y_window, clipped, ladder, candidates, thresholds, estimate_for,
@@ -834,15 +837,16 @@ def deblur_alternating(
 
 def _noise_adaptive(
     sigma: float, prefilter: float | None, kernel_threshold: float | Sequence[float] | None
-) -> tuple[float, list[float]]:
-    """The knobs whose default follows the noise σ of the input → (prefilter, thresholds); the polish
-    pulls towards zero too on noisy inputs (σ ≥ :data:`NOISY`, :func:`polish_kernel`).
+) -> tuple[float, list[float], bool]:
+    """The knobs whose default follows the noise σ of the input → (prefilter, thresholds, denoise):
+    an input is noisy where σ ≥ :data:`NOISY`; there the polish also pulls towards zero (``denoise``,
+    :func:`polish_kernel`).
 
     Measured: a Gaussian prefilter of σ = 1 px helps on σ = 0.01 photos and nothing on the clean
     Levin images (the polish there: without the pull towards zero 32.66 → 32.79 dB, with it
-    32.54 dB); faint PSF values are mostly noise
-    on noisy photos (threshold 0.1 or 0.15, a toss-up per image that the L0 energy mostly calls right:
-    both are tried), while the long thin tails of the clean Levin kernels need 0.05.
+    32.54 dB); faint PSF values are mostly noise on noisy photos (threshold 0.1 or 0.15, a toss-up
+    per image that the L0 energy mostly calls right: both are tried), while the long thin tails of
+    the clean Levin kernels need 0.05.
     """
     noisy = sigma >= NOISY
     if prefilter is None:
@@ -853,7 +857,7 @@ def _noise_adaptive(
         thresholds = [float(t) for t in kernel_threshold]
     else:
         thresholds = [float(kernel_threshold)]
-    return float(prefilter), thresholds
+    return float(prefilter), thresholds, noisy
 
 
 NOISY = 3e-3  # an input whose estimated noise σ is at least this is treated as noisy (_noise_adaptive)
