@@ -206,8 +206,10 @@ def deconvolve(
     margin: int | None = None,
     fill_border: bool = True,
     clipped: torch.Tensor | None = None,
+    clamp: bool = True,
 ) -> torch.Tensor:
-    """Non-blind hyper-Laplacian deconvolution with one PSF per image → (B, C, H, W), clipped to [0, 1].
+    """Non-blind hyper-Laplacian deconvolution with one PSF per image → (B, C, H, W), clipped to [0, 1]
+    (unless not ``clamp``: a light brighter than white then keeps the brightness its blur says it has).
 
     ``weight`` is the data weight λ (higher: less regularisation; ~1/σ² scale for noise σ), ``alpha``
     the prior's exponent, β runs from ``beta_start`` by ``beta_rate`` while below ``beta_max``.
@@ -227,7 +229,7 @@ def deconvolve(
     b, c, h, w = blurry.shape
     if c > 1:  # independent problems, one per channel: spread over the thread pool (utils.threads)
         knobs = dict(weight=weight, alpha=alpha, beta_start=beta_start, beta_rate=beta_rate, beta_max=beta_max,
-                     margin=margin, fill_border=fill_border)
+                     margin=margin, fill_border=fill_border, clamp=clamp)
 
         def channel(i: int) -> torch.Tensor:
             return deconvolve(blurry[:, i:i + 1], psf[:, i:i + 1] if psf.shape[1] > 1 else psf, **knobs,
@@ -263,7 +265,8 @@ def deconvolve(
         spectrum = (numerator + beta * torch.fft.rfft2(shrunk)) / (kernel_energy + beta * grad_energy)
         x = torch.fft.irfft2(spectrum, s=size)
         beta *= beta_rate
-    return x[..., margin:margin + h, margin:margin + w].clamp(0, 1)
+    x = x[..., margin:margin + h, margin:margin + w]
+    return x.clamp(0, 1) if clamp else x
 
 
 def deconvolve_cells(
