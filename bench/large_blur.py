@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_preset_arguments(parser, "large_blur")
     parser.add_argument("--images", default=",".join(PHOTOS), help="comma-separated skimage.data names")
     parser.add_argument("--kernel-sizes", default=",".join(map(str, KERNEL_SIZES)), help="odd kernel sides")
-    parser.add_argument("--size", type=int, default=384, help="side of the square test images")
+    parser.add_argument("--size", type=int, default=640,
+                        help="side of the square test images (kernels up to 101 px are searched from 606 px up)")
     parser.add_argument("--clip", type=float, default=0.02, help="share of the sharp pixels brightened past 1")
     parser.add_argument("--no-true-kernel", action="store_true", help="skip the true-kernel row")
     parser.add_argument("--seed", type=int, default=0, help="seed of kernels and noise")
