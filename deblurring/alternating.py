@@ -61,8 +61,10 @@ from deblurring.nonblind import (
     estimate_noise,
     extend_periodic,
     fft_size,
+    fill_saturated,
     gradient_otfs,
     psf_to_otf,
+    saturated_frame,
     shift_image,
 )
 from deblurring.result import DeblurResult
@@ -101,16 +103,13 @@ def l0_deblur(
     spectrum = torch.fft.rfft2(y)  # of the current estimate x
     numerator = otf.conj() * spectrum
     kernel_energy = otf.abs().square()
-    saturated = None
-    if clipped is not None and bool(clipped.any()):
-        saturated = torch.zeros((b, 1, *size), dtype=torch.bool, device=y.device)
-        saturated[..., margin:margin + h, margin:margin + w] = clipped.to(y.device)
+    saturated = saturated_frame(clipped, b, size, margin, y.device)
     x = y
     beta = 2 * weight
     while beta < beta_max:
         if saturated is not None and beta > 2 * weight:
             reblurred = torch.fft.irfft2(otf * spectrum, s=size)
-            numerator = otf.conj() * torch.fft.rfft2(torch.where(saturated, torch.maximum(reblurred, y), y))
+            numerator = otf.conj() * torch.fft.rfft2(fill_saturated(y, reblurred, saturated))
         dx, dy = circular_gradients(x)
         keep = (dx.square() + dy.square()) >= weight / beta
         rhs = numerator + beta * torch.fft.rfft2(adjoint_gradients(dx * keep, dy * keep))
@@ -132,14 +131,6 @@ def saturated_at(clipped: torch.Tensor | None, shape: Sequence[int], reach: int 
     if reach > 0:
         bad = F.max_pool2d(bad, 2 * reach + 1, 1, reach)
     return bad > 0
-
-
-def fill_saturated(blurry: torch.Tensor, reblurred: torch.Tensor, saturated: torch.Tensor | None) -> torch.Tensor:
-    """The data a kernel step fits: ``blurry`` where it is not saturated, ``max(reblurred, blurry)``
-    where it is (a clipped value is a lower bound) — all (1, 1, h, w); ``blurry`` when None."""
-    if saturated is None:
-        return blurry
-    return torch.where(saturated, torch.maximum(reblurred, blurry), blurry)
 
 
 def edge_usefulness(blurry: torch.Tensor, window: int, eps: float = 0.5 / 255) -> torch.Tensor:
@@ -851,7 +842,7 @@ def deblur_alternating(
     prefilter, thresholds, denoise = _noise_adaptive(sigma, prefilter, kernel_threshold)
     final_weight = final_weight_for(sigma, final_weight, final_noise_scale)
 
-    # 2. the kernel: every candidate under every threshold, polished, at every size limit (search_kernel)
+    # 2. the kernel: every candidate under every threshold, polished, at the size limit (search_kernel)
     project = None
     if space_projection and kernel_space is not None:
         def project(k: torch.Tensor) -> torch.Tensor:
@@ -910,7 +901,7 @@ def _noise_adaptive(
 TRUSTED_SHARE = 0.8  # trusted_pixels: the least share of the pixels a mask of clipped lights may leave
 SATURATION_REACH = 2  # px: saturated_at grows the clipped pixels of a prefiltered or resized image by this
 NOISY = 3e-3  # an input whose estimated noise σ is at least this is treated as noisy (_noise_adaptive)
-SUPPORT_REACH = 6  # a size limit above 1/6 of the window's shorter side is not tried (only the first)
+SUPPORT_REACH = 6  # a size limit above 1/6 of the window's shorter side is not searched (but support_start is)
 
 
 def size_limit(limit: int, start: int = 31, step: float = 1.8, reach: int | None = None) -> int:

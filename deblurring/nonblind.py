@@ -194,6 +194,28 @@ def shift_image(image: torch.Tensor, offset: tuple[float, float]) -> torch.Tenso
     return moved[..., margin:margin + h, margin:margin + w]
 
 
+def saturated_frame(
+    clipped: torch.Tensor | None, batch: int, size: tuple[int, int], margin: int, device: torch.device
+) -> torch.Tensor | None:
+    """Saturated pixels (B, 1, h, w) bool of an image placed at ``margin`` in a frame of ``size``
+    (:func:`extend_periodic`) → (batch, 1, *size) bool on ``device``, False in the margin; None when
+    none is saturated."""
+    if clipped is None or not bool(clipped.any()):
+        return None
+    h, w = clipped.shape[-2:]
+    frame = torch.zeros((batch, 1, *size), dtype=torch.bool, device=device)
+    frame[..., margin:margin + h, margin:margin + w] = clipped.to(device)
+    return frame
+
+
+def fill_saturated(data: torch.Tensor, reblurred: torch.Tensor, saturated: torch.Tensor | None) -> torch.Tensor:
+    """The data an image or kernel step fits: ``data`` where it is not saturated, ``max(reblurred,
+    data)`` where it is (a clipped value is a lower bound) — all of one shape; ``data`` when None."""
+    if saturated is None:
+        return data
+    return torch.where(saturated, torch.maximum(reblurred, data), data)
+
+
 def deconvolve(
     blurry: torch.Tensor,  # (B, C, H, W), values in [0, 1]
     psf: torch.Tensor,  # (S, S), or (B or 1, 1 or C, S, S)
@@ -247,18 +269,14 @@ def deconvolve(
     kernel_energy = weight * otf.abs().square()
     inside = torch.zeros(size, dtype=torch.bool, device=y.device)
     inside[margin:margin + h, margin:margin + w] = True
-    saturated = None
-    if clipped is not None and bool(clipped.any()):
-        saturated = torch.zeros((b, 1, *size), dtype=torch.bool, device=y.device)
-        saturated[..., margin:margin + h, margin:margin + w] = clipped.to(y.device)
+    saturated = saturated_frame(clipped, b, size, margin, y.device)
     x = y
     beta = beta_start
     while beta < beta_max:
         if (fill_border or saturated is not None) and beta > beta_start:
             reblurred = torch.fft.irfft2(otf * spectrum, s=size)
             data = torch.where(inside, y, reblurred) if fill_border else y
-            if saturated is not None:
-                data = torch.where(saturated, torch.maximum(reblurred, y), data)
+            data = fill_saturated(data, reblurred, saturated)  # saturated pixels are inside: data is y there
             numerator = weight * otf.conj() * torch.fft.rfft2(data)
         dx, dy = circular_gradients(x)
         shrunk = adjoint_gradients(hyper_laplacian_shrink(dx, beta, alpha), hyper_laplacian_shrink(dy, beta, alpha))

@@ -314,18 +314,13 @@ def test_clipped_lights_do_not_move_the_kernel():
     assert kernel_similarity(b, a) > 0.9
 
 
-def _support_side(psf: torch.Tensor, floor: float = 0.05) -> int:
-    """Side of the smallest centred square holding a PSF's values above ``floor`` × its peak."""
-    from deblurring.alternating import support_radius
-
-    return 2 * support_radius(psf * (psf > floor * psf.max())) + 1
-
-
 def test_the_size_of_a_75px_blur_is_found():
     """The kernel's size is found, not configured: a 75-px camera-shake blur of a 640² photo comes back
     with the size of its support within 20 % (under the default limit of 101 px) and its shape."""
     import cv2
     from skimage import data as skdata
+
+    from bench.large_blur import support_side
 
     rng = np.random.default_rng(3)
     kernel = shake_kernel(rng, 75, intensity=1.0)
@@ -335,9 +330,9 @@ def test_the_size_of_a_75px_blur_is_found():
     blurry = blur_valid(photo[:, :, None], kernel)[:, :, 0] + rng.normal(0, 0.005, (640, 640)).astype(np.float32)
     y = torch.from_numpy(np.clip(blurry, 0, 1))[None, None]
     psf = deblur_alternating(y, candidates=[[9, 4e-3]], kernel_threshold=0.1).psf[0, 0, 0]
-    truth = _support_side(torch.from_numpy(kernel))
+    truth = support_side(kernel)
     assert truth > 51
-    assert abs(_support_side(psf) - truth) <= 0.2 * truth
+    assert abs(support_side(psf.numpy()) - truth) <= 0.2 * truth
     assert kernel_similarity(psf, torch.from_numpy(kernel)) > 0.6  # a failed estimate: 0.2-0.35
 
 
