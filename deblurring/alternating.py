@@ -68,7 +68,7 @@ from deblurring.nonblind import (
     shift_image,
 )
 from deblurring.result import DeblurResult
-from models.psf_ops import CELL, blur_cells, convolve, least_squares_kernel
+from models.psf_ops import CELL, blur_cells, border_taper, convolve, least_squares_kernel
 from utils.threads import parallel_map, torch_threads
 
 
@@ -262,15 +262,6 @@ def resize_kernel(kernel: torch.Tensor, size: int, factor: float) -> torch.Tenso
     k = F.grid_sample(kernel[None, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     k = k[0, 0].clamp_min(0)
     return k / k.sum().clamp_min(1e-12)
-
-
-def _taper(shape: tuple[int, int], size: int) -> torch.Tensor:
-    """(h, w) raised-cosine border taper over 2·size px, as the default weight of least_squares_kernel."""
-    from models.psf_ops import _border_taper
-
-    h, w = shape
-    return _border_taper(h, 2 * size, torch.device("cpu"), torch.float32)[:, None] * \
-        _border_taper(w, 2 * size, torch.device("cpu"), torch.float32)[None, :]
 
 
 def _gaussian_psf(sigma: float) -> torch.Tensor:
@@ -503,7 +494,7 @@ def estimate_kernel(
             size = max(plan[0][1], follow_support(kernel, scale / previous, size))  # plan sizes grow from plan[0]
         kernel = project_kernel(resize_kernel(kernel, size, scale / previous), kernel_threshold, kernel_min_mass)
         previous = scale
-        weight = _taper(y.shape[-2:], size)
+        weight = border_taper(y.shape[-2:], 2 * size, y.device)
         if edge_select > 0:
             window = max(3, int(round(edge_window * size)) | 1)
             mask = (edge_usefulness(y, window) > edge_select).float()[None, None]
@@ -948,7 +939,7 @@ def polish_kernel(
     sat = None if keep is not None else saturated_at(clipped, gray.shape[-2:], 0)
     restored = deconvolve(gray, kernel[None, None], **knobs, margin=kernel.shape[-1], clipped=clipped,
                           clamp=sat is None)  # lights brighter than white where their blur is fitted
-    weight = _taper(gray.shape[-2:], size) * (1.0 if keep is None else keep)
+    weight = border_taper(gray.shape[-2:], 2 * size, gray.device) * (1.0 if keep is None else keep)
     target = gray if sat is None else fill_saturated(gray, convolve(restored, kernel[None, None]), sat)
     # reg towards the kernel (plus reg towards zero): (X*Y + reg K) / (|X|² + reg (+ reg))
     share = 2 if denoise else 1

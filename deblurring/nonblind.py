@@ -26,8 +26,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from models.psf_ops import CELL, cell_weights
+from models.psf_ops import CELL, cell_weights, convolve
 from utils.threads import parallel_map
+from utils.windows import raised_cosine
 
 
 def fft_size(n: int) -> int:
@@ -71,10 +72,9 @@ def extend_periodic(image: torch.Tensor, margin: int, size: tuple[int, int] | No
     def fade(length: int, lo: int, hi: int) -> torch.Tensor:
         t = torch.ones(length, dtype=image.dtype, device=image.device)
         if lo > 0:
-            t[:lo] = 0.5 - 0.5 * torch.cos(math.pi * torch.arange(lo, dtype=image.dtype, device=image.device) / lo)
+            t[:lo] = raised_cosine(lo, 0.0, image.device, image.dtype)
         if hi > 0:
-            t[length - hi:] = (0.5 - 0.5 * torch.cos(
-                math.pi * torch.arange(hi, dtype=image.dtype, device=image.device) / hi)).flip(0)
+            t[length - hi:] = raised_cosine(hi, 0.0, image.device, image.dtype).flip(0)
         return t
 
     window = fade(hh, margin, bottom)[:, None] * fade(ww, margin, right)[None, :]
@@ -353,8 +353,6 @@ def hyper_laplacian_energy(
 ) -> float:
     """The objective of :func:`deconvolve`, ``weight/2 ‖k ⊛ x − y‖² + Σ |∂x|^α``, for (B, C, H, W)
     images and a PSF (S, S) (reflect border, :func:`models.psf_ops.convolve`) → a number."""
-    from models.psf_ops import convolve
-
     x = sharp.float()
     k = psf if psf.dim() == 4 else psf[None, None]
     data = (convolve(x, k.float()) - blurry.float()).square().sum()

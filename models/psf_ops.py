@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from models.blocks import safe_reflect_pad
+from utils.windows import raised_cosine
 
 CELL = 128  # pixels per code cell (the kernel-code grid of KernelSpace)
 
@@ -112,15 +113,21 @@ def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dx, dy
 
 
-def _border_taper(length: int, ramp: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(length,) raised-cosine ramp from 0 to 1 over ``ramp`` pixels at both ends, 1 inside."""
-    t = torch.ones(length, device=device, dtype=dtype)
-    ramp = min(ramp, length // 2)
-    if ramp > 0:
-        up = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(ramp, device=device, dtype=dtype) + 0.5) / ramp)
-        t[:ramp] = up
-        t[length - ramp:] = up.flip(0)
-    return t
+def border_taper(
+    shape: tuple[int, int], ramp: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """(H, W) window that rises from 0 to 1 over ``ramp`` pixels at every border (raised cosine), 1 inside."""
+
+    def taper(length: int) -> torch.Tensor:
+        t = torch.ones(length, device=device, dtype=dtype)
+        n = min(ramp, length // 2)
+        if n > 0:
+            up = raised_cosine(n, device=device, dtype=dtype)
+            t[:n] = up
+            t[length - n:] = up.flip(0)
+        return t
+
+    return taper(shape[0])[:, None] * taper(shape[1])[None, :]
 
 
 def project_psf(kernel: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
@@ -162,8 +169,7 @@ def least_squares_kernel(
         raise ValueError(f"sharp {tuple(sharp.shape)} and blur {tuple(blur.shape)} must have one shape")
     h, w = sharp.shape[-2:]
     if weight is None:
-        weight = _border_taper(h, 2 * size, sharp.device, sharp.dtype)[:, None] * \
-            _border_taper(w, 2 * size, sharp.device, sharp.dtype)[None, :]
+        weight = border_taper((h, w), 2 * size, sharp.device, sharp.dtype)
     x = sharp.float().mean(dim=1)
     y = blur.float().mean(dim=1)
     num = 0
@@ -199,8 +205,7 @@ def least_squares_kernel_cells(
     """
     b, _, h, w = sharp.shape
     gh, gw = math.ceil(h / cell), math.ceil(w / cell)
-    taper = _border_taper(h, 2 * size, sharp.device, torch.float32)[:, None] * \
-        _border_taper(w, 2 * size, sharp.device, torch.float32)[None, :]
+    taper = border_taper((h, w), 2 * size, sharp.device)
     whole = least_squares_kernel(sharp, blur, size, reg, taper)
     if gh == 1 and gw == 1:
         return whole[:, None, None]

@@ -48,19 +48,13 @@ from data.image_io import list_images, read_image, write_image
 from data.lmdb_io import create_lmdb
 from data.paired import PairedFolderDataset, PairedLMDBDataset
 from models import KernelSpace
-from transfer import (
-    DEFAULT_CONFIG,
-    apply_code,
-    check_tiling,
-    extract_code,
-    load_model,
-    model_path_from_config,
-)
+from transferring import DEFAULT_CONFIG, apply_code, check_tiling, extract_code, load_model
 from utils.batch import check_threads, parse_shard, take_shard
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_write
+from utils.paths import model_path as model_path_from_config
 from utils.paths import refuse_overwrite
 from utils.threads import torch_threads
 

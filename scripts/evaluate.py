@@ -53,12 +53,13 @@ from data.image_io import write_image
 from data.paired import PairedFolderDataset, PairedLMDBDataset
 from data.synthetic import blur_valid
 from models import KernelSpace
-from transfer import DEFAULT_CONFIG, apply_code, extract_code, load_model, model_path_from_config
+from transferring import DEFAULT_CONFIG, apply_code, extract_code, load_model
 from utils.config import build_config, load_config, load_schema
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_write
 from utils.metrics import kernel_similarity, psnr, ssim
+from utils.paths import model_path as model_path_from_config
 from utils.paths import refuse_overwrite
 
 REPO = Path(__file__).resolve().parent.parent

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 
 from data.image_io import read_image, to_tensor, write_image
-from transfer import DEFAULT_CONFIG, apply_code, extract_code, load_model, model_path_from_config
+from transferring import DEFAULT_CONFIG, apply_code, extract_code, load_model
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.metrics import psnr
+from utils.paths import model_path as model_path_from_config
 from utils.paths import refuse_overwrite
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import transfer
+import transferring
+import transferring.tiling as tiling
 from data.image_io import read_image, to_numpy, write_image
 from models import KernelSpace, code_grid_size, resample_code
 from models.psf_probe import probe_psf, render_psfs
@@ -36,7 +38,7 @@ def tiny_vae(tiny_config):
 # -- tiles ----------------------------------------------------------------------------------------
 def test_tile_starts_cover_length_with_aligned_tiles():
     for length, tile, overlap in [(384, 256, 128), (640, 512, 128), (3840, 512, 128), (1280, 512, 64), (256, 512, 0)]:
-        starts = transfer.tile_starts(length, tile, overlap)
+        starts = tiling.tile_starts(length, tile, overlap)
         size = min(tile, length)
         assert all(s % 128 == 0 for s in starts)
         assert starts[0] == 0 and starts[-1] + size == length
@@ -46,8 +48,8 @@ def test_tile_starts_cover_length_with_aligned_tiles():
 
 @pytest.mark.parametrize("blend", ["cosine", "linear"])
 def test_ramps_of_neighbouring_tiles_sum_to_one(blend):
-    down = transfer.ramp(256, 0, 128, blend)
-    up = transfer.ramp(256, 128, 0, blend)
+    down = tiling.ramp(256, 0, 128, blend)
+    up = tiling.ramp(256, 128, 0, blend)
     assert torch.allclose(down[128:] + up[:128], torch.ones(128))
     assert down[:128].eq(1).all() and (down > 0).all()
 
@@ -55,7 +57,7 @@ def test_ramps_of_neighbouring_tiles_sum_to_one(blend):
 def test_bad_tiling_is_a_user_error():
     for tile, overlap in [(300, 128), (128, 0), (512, 300), (512, -1)]:
         with pytest.raises(UserError):
-            transfer.check_tiling(tile, overlap)
+            tiling.check_tiling(tile, overlap)
 
 
 # -- transfer -------------------------------------------------------------------------------------
@@ -63,7 +65,7 @@ def test_transfer_to_targets_of_other_sizes(tiny_model):
     sharp = smooth_image(256, 256, 0)
     blurry = box_blur(sharp)
     targets = [smooth_image(200, 300, 1), smooth_image(384, 512, 2)]
-    out = transfer.transfer_blur(to_numpy(sharp), to_numpy(blurry), [to_numpy(t) for t in targets], tiny_model,
+    out = transferring.transfer_blur(to_numpy(sharp), to_numpy(blurry), [to_numpy(t) for t in targets], tiny_model,
                                  "cpu", tile=None)
     code = tiny_model.extract_code(sharp, blurry)
     assert code.shape[-2:] == (2, 2)
@@ -78,13 +80,13 @@ def test_transfer_to_targets_of_other_sizes(tiny_model):
 def test_tiled_and_untiled_outputs_agree(tiny_model):
     target = smooth_image(384, 512, 3)
     code = torch.randn(1, tiny_model.kernel_dim, 3, 4, generator=torch.Generator().manual_seed(0))  # varies per cell
-    whole = transfer.apply_code(tiny_model, target, code, tile=None)
+    whole = tiling.apply_code(tiny_model, target, code, tile=None)
     for blend in ("cosine", "linear"):
-        tiled = transfer.apply_code(tiny_model, target, code, tile=256, overlap=128, blend=blend)
+        tiled = tiling.apply_code(tiny_model, target, code, tile=256, overlap=128, blend=blend)
         assert tiled.shape == whole.shape
         assert (tiled - whole).abs().max().item() <= 1 / 255
     # without overlap the seams show: the comparison above can fail
-    seams = transfer.apply_code(tiny_model, target, code, tile=256, overlap=0)
+    seams = tiling.apply_code(tiny_model, target, code, tile=256, overlap=0)
     assert (seams - whole).abs().max().item() > 1 / 255
 
 
@@ -106,10 +108,10 @@ def test_each_tile_gets_the_code_cells_it_covers():
     target = smooth_image(300, 650, 9)  # padded to 384×768: 3×6 cells, tiles of 256 at unaligned ends
     code = torch.randn(1, 3, 3, 6, generator=torch.Generator().manual_seed(1))
     model = CellOffsetModel()
-    whole = transfer.apply_code(model, target, code, tile=None)
-    tiled = transfer.apply_code(model, target, code, tile=256, overlap=128)
+    whole = tiling.apply_code(model, target, code, tile=None)
+    tiled = tiling.apply_code(model, target, code, tile=256, overlap=128)
     assert torch.allclose(tiled, whole, atol=1e-6)
-    shifted = transfer.apply_code(model, target, code.roll(1, dims=3), tile=256, overlap=128)
+    shifted = tiling.apply_code(model, target, code.roll(1, dims=3), tile=256, overlap=128)
     assert not torch.allclose(shifted, whole, atol=1e-2)
 
 
@@ -117,32 +119,32 @@ def test_tiled_transfer_with_unaligned_size_and_tiled_encoding(tiny_model):
     sharp = smooth_image(300, 420, 4)
     blurry = box_blur(sharp)
     target = smooth_image(330, 500, 5)
-    whole = transfer.transfer_blur(sharp, blurry, [target], tiny_model, "cpu", tile=None, encode_tile=None)[0]
-    tiled = transfer.transfer_blur(sharp, blurry, [target], tiny_model, "cpu", tile=256, encode_tile=None)[0]
+    whole = transferring.transfer_blur(sharp, blurry, [target], tiny_model, "cpu", tile=None, encode_tile=None)[0]
+    tiled = transferring.transfer_blur(sharp, blurry, [target], tiny_model, "cpu", tile=256, encode_tile=None)[0]
     assert tiled.shape == (330, 500, 3)
     assert np.abs(tiled - whole).max() <= 1 / 255
-    code = transfer.extract_code(tiny_model, sharp, blurry, tile=256, overlap=128)
+    code = tiling.extract_code(tiny_model, sharp, blurry, tile=256, overlap=128)
     assert code.shape == (1, tiny_model.kernel_dim, 3, 4) and torch.isfinite(code).all()
 
 
 # -- novel blur -----------------------------------------------------------------------------------
 def test_sampling_is_reproducible_by_seed(tiny_vae):
     target = to_numpy(smooth_image(256, 384, 6))
-    first = transfer.synthesize_blur(target, tiny_vae, 2, "cpu", seed=5)
-    again = transfer.synthesize_blur(target, tiny_vae, 2, "cpu", seed=5)
-    other = transfer.synthesize_blur(target, tiny_vae, 2, "cpu", seed=6)
+    first = transferring.synthesize_blur(target, tiny_vae, 2, "cpu", seed=5)
+    again = transferring.synthesize_blur(target, tiny_vae, 2, "cpu", seed=5)
+    other = transferring.synthesize_blur(target, tiny_vae, 2, "cpu", seed=6)
     assert len(first) == 2 and first[0].shape == target.shape
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert np.abs(first[0] - first[1]).max() > 1e-4  # two samples differ
     assert np.abs(first[0] - other[0]).max() > 1e-4  # another seed, other samples
-    codes = transfer.sample_codes(tiny_vae, (2, 3), 3, seed=0, uniform=True)
+    codes = transferring.sample_codes(tiny_vae, (2, 3), 3, seed=0, uniform=True)
     assert codes.shape == (3, tiny_vae.kernel_dim, 2, 3) and (codes == codes[..., :1, :1]).all()
 
 
 def test_sampling_refused_for_non_vae_model(tiny_model):
     with pytest.raises(UserError, match="VAE"):
-        transfer.synthesize_blur(np.zeros((64, 64, 3), np.float32), tiny_model, 1)
+        transferring.synthesize_blur(np.zeros((64, 64, 3), np.float32), tiny_model, 1)
 
 
 # -- PSF picture ----------------------------------------------------------------------------------
@@ -367,7 +369,7 @@ def test_augment_dataset_reads_back_as_a_paired_dataset(tmp_path, tiny_model, fm
         assert record["target"] == str(targets[i // 2])
         np.testing.assert_allclose(sample["sharp"].permute(1, 2, 0).numpy(), target, atol=0.5 / 255 + 1e-6)
         pair = source[record["source_index"]]
-        expected = transfer.transfer_blur(pair["sharp"], pair["blur"], [target], tiny_model, "cpu")[0]
+        expected = transferring.transfer_blur(pair["sharp"], pair["blur"], [target], tiny_model, "cpu")[0]
         np.testing.assert_allclose(sample["blur"].permute(1, 2, 0).numpy(), expected, atol=0.5 / 255 + 1e-5)
     # seeded: the pairs drawn depend on the seed only
     again = augment_dataset(source, targets, tiny_model, tmp_path / "again", 2, seed=4, progress=False)
