@@ -67,6 +67,7 @@ from deblurring.nonblind import (
     saturated_frame,
     shift_image,
 )
+from deblurring.options import AlternatingOptions
 from deblurring.result import DeblurResult
 from models.psf_ops import CELL, blur_cells, border_taper, convolve, least_squares_kernel
 from utils.threads import parallel_map, torch_threads
@@ -762,41 +763,15 @@ def deblur_alternating(
     blurry: torch.Tensor,  # (1, C, H, W), C = 1 (gray) or 3, values in [0, 1]
     kernel_space: Any = None,  # optional PSF-type KernelSpace: code of the result, kernel projection
     *,
-    psf_size: int = 101,
-    support_start: int = 31,
-    support_step: float = 1.8,
-    support_gain: float = 0.02,
-    candidates: Sequence[Sequence[float]] = ((9, 4e-3, 0.8), (9, 4e-3), (11, 4e-3), (13, 4e-3)),
-    select_weight: float = 1e-3,
-    scale_ratio: float = math.sqrt(0.5),
-    iterations: int = 8,
-    l0_decay: float = 1.1,
-    l0_min: float = 1e-4,
-    l0_beta_max: float = 1e5,
-    kernel_reg: float = 1e-2,
-    kernel_threshold: float | Sequence[float] | None = None,
-    kernel_min_mass: float = 0.05,
-    edge_select: float = 0.0,
-    edge_window: float = 1.0,
-    prefilter: float | None = None,
-    cells: bool = False,
-    space_projection: bool = False,
-    final_weight: float | None = None,
-    final_noise_scale: float = 46.0,
-    final_alpha: float = 0.8,
-    final_beta_rate: float = 2.0,
-    final_beta_max: float = 1024.0,
-    polish: int = 2,
-    polish_reg: float = 0.3,
-    estimate_side: int | None = 1024,
     seed: int = 0,
     progress: bool | Callable[[dict[str, Any]], None] = False,
+    **knobs: Any,
 ) -> DeblurResult:
     """Blind deblurring of one image (the module docstring) → :class:`DeblurResult`.
 
     ``blurry`` (1, 1 or 3, H, W) in [0, 1]; ``kernel_space`` an optional PSF-type KernelSpace (the code
-    of the result; ``space_projection``). Every keyword is a knob of the ``alternating`` section of
-    configs/defaults/deblur.yml, where each is described, with its default (the same as here). The steps:
+    of the result; ``space_projection``). ``knobs``: any of :class:`AlternatingOptions`, the ``alternating``
+    section of configs/defaults/deblur.yml, where each is described with its default. The steps:
     1. the estimation window and its noise σ (:func:`measure`; the σ-dependent defaults: :func:`_noise_adaptive`);
     2. the kernel (:func:`search_kernel`: :func:`estimate_kernel` runs per candidate, threshold and size
        at the limit of :func:`size_limit`, polished, chosen by :func:`l0_energy`);
@@ -814,10 +789,7 @@ def deblur_alternating(
     """
     if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
         raise ValueError(f"blurry must be (1, 1 or 3, H, W), got {tuple(blurry.shape)}")
-    if psf_size % 2 == 0 or psf_size < 3:
-        raise ValueError(f"psf_size must be odd and >= 3, got {psf_size}")
-    if not candidates:
-        raise ValueError("candidates must hold at least one (min_kernel, l0_weight) pair")
+    o = AlternatingOptions.from_knobs(knobs)
     del seed  # deterministic: nothing is random
     history: list[dict[str, Any]] = []
 
@@ -828,39 +800,38 @@ def deblur_alternating(
 
     y_full = blurry.detach().float().cpu().clamp(0, 1)
     # 1. where to measure the blur (and the noise), and what to keep out of it (clipped lights and their blur)
-    window = measure(y_full, estimate_side, psf_size, report)
+    window = measure(y_full, o.estimate_side, o.psf_size, report)
     y_window, clipped, sigma = window.gray, window.clipped, window.sigma
-    prefilter, thresholds, denoise = _noise_adaptive(sigma, prefilter, kernel_threshold)
-    final_weight = final_weight_for(sigma, final_weight, final_noise_scale)
+    prefilter, thresholds, denoise = _noise_adaptive(sigma, o.prefilter, o.kernel_threshold)
+    final = dict(weight=final_weight_for(sigma, o.final_weight, o.final_noise_scale), alpha=o.final_alpha,
+                 beta_rate=o.final_beta_rate, beta_max=o.final_beta_max)
 
     # 2. the kernel: every candidate under every threshold, polished, at the size limit (search_kernel)
     project = None
-    if space_projection and kernel_space is not None:
+    if o.space_projection and kernel_space is not None:
         def project(k: torch.Tensor) -> torch.Tensor:
             return _project_to_space(k[None, None, None], kernel_space)[0, 0, 0]
 
     gray = _gaussian(y_window, prefilter) if prefilter > 0 else y_window  # the same kernel, less noise
     estimate_for = partial(
-        estimate_kernel, scale_ratio=scale_ratio, iterations=iterations, l0_decay=l0_decay,
-        l0_min=l0_min, l0_beta_max=l0_beta_max, kernel_reg=kernel_reg, kernel_min_mass=kernel_min_mass,
-        edge_select=edge_select, edge_window=edge_window, project=project, report=report)
-    polishing = Polish(polish, polish_reg, denoise, kernel_min_mass, prefilter, dict(
-        weight=final_weight, alpha=final_alpha, beta_rate=final_beta_rate, beta_max=final_beta_max))
-    size = size_limit(window.limit, support_start, support_step, min(y_window.shape[-2:]) // SUPPORT_REACH)
-    kernel, estimate = search_kernel(gray, y_window, clipped, size, candidates, thresholds, estimate_for,
-                                     polishing, select_weight, support_gain, report, progress is True)
+        estimate_kernel, scale_ratio=o.scale_ratio, iterations=o.iterations, l0_decay=o.l0_decay,
+        l0_min=o.l0_min, l0_beta_max=o.l0_beta_max, kernel_reg=o.kernel_reg, kernel_min_mass=o.kernel_min_mass,
+        edge_select=o.edge_select, edge_window=o.edge_window, project=project, report=report)
+    polishing = Polish(o.polish, o.polish_reg, denoise, o.kernel_min_mass, prefilter, final)
+    size = size_limit(window.limit, o.support_start, o.support_step, min(y_window.shape[-2:]) // SUPPORT_REACH)
+    kernel, estimate = search_kernel(gray, y_window, clipped, size, o.candidates, thresholds, estimate_for,
+                                     polishing, o.select_weight, o.support_gain, report, progress is True)
 
     # 3. one PSF, or one per cell where that explains the cell better
-    psfs = psf_map(kernel, y_full, prefilter, cells, candidates, estimate, select_weight)
+    psfs = psf_map(kernel, y_full, prefilter, o.cells, o.candidates, estimate, o.select_weight)
     if project is not None:
         psfs = _project_to_space(psfs, kernel_space)
 
     # 4. the final deconvolution, registered with the input
-    knobs = dict(final_weight=final_weight, final_alpha=final_alpha, final_beta_rate=final_beta_rate,
-                 final_beta_max=final_beta_max)
+    knobs = {f"final_{key}": value for key, value in final.items()}
     sharp, psfs, reblurred = register_and_deconvolve(y_full, psfs, knobs)
     code = None if kernel_space is None else code_of_psfs(psfs, kernel_space)
-    report({"final_weight": final_weight})
+    report({"final_weight": final["weight"]})
     return DeblurResult(sharp=sharp, code=code, reblurred=reblurred, history=history, psf=psfs)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Mapping
 
+from deblurring.options import AlternatingOptions
 from utils.config import build_config, load_schema, parse_override
 from utils.errors import UserError
 
@@ -82,31 +83,10 @@ def deblur_config(
         len(dip["image_channels_down"]) == len(dip["image_channels_up"]) == len(dip["image_channels_skip"]) >= 1
     ):
         raise UserError(f"{source}: 'dip.image_channels_down/up/skip' need one length (>= 1)")
-    alt = full["alternating"]
-    if alt["psf_size"] < 3 or alt["psf_size"] % 2 == 0:
-        raise UserError(f"{source}: 'alternating.psf_size' must be odd and >= 3, got {alt['psf_size']}")
-    if alt["support_start"] < 3 or alt["support_start"] % 2 == 0:
-        raise UserError(f"{source}: 'alternating.support_start' must be odd and >= 3, got {alt['support_start']}")
-    if not alt["support_step"] > 1 or not 0 <= alt["support_gain"] < 1:
-        raise UserError(f"{source}: 'alternating.support_step' must be > 1 and 'alternating.support_gain' in [0, 1), "
-                        f"got {alt['support_step']} and {alt['support_gain']}")
-    candidates = alt["candidates"]
-    if not candidates or any(
-        not isinstance(c, (list, tuple)) or len(c) not in (2, 3) or any(isinstance(v, bool) or
-                                                                        not isinstance(v, (int, float)) for v in c)
-        for c in candidates
-    ):
-        raise UserError(
-            f"{source}: 'alternating.candidates' must be a non-empty list of [min_kernel, l0_weight(, scale_ratio)]"
-        )
-    if alt["iterations"] < 1:
-        raise UserError(f"{source}: 'alternating.iterations' must be >= 1")
-    threshold = alt["kernel_threshold"]
-    values = threshold if isinstance(threshold, (list, tuple)) else [threshold]
-    if threshold is not None and (not values or any(
-            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1 for v in values)):
-        raise UserError(f"{source}: 'alternating.kernel_threshold' must be null, a number in [0, 1) or a "
-                        f"non-empty list of them, got {threshold!r}")
+    try:
+        AlternatingOptions.from_knobs(full["alternating"])
+    except UserError as error:
+        raise UserError(f"{source}: {error}") from None
     return full
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from deblurring.nonblind import (
     shift_image,
 )
 from models.psf_ops import convolve
+from utils.errors import UserError
 from utils.metrics import kernel_similarity
 
 
@@ -389,23 +389,20 @@ def test_mild_blur_on_a_noisy_photo_stays_mild():
     assert _psnr(result.sharp, case["sharp"], 12) > _psnr(case["blurry"], case["sharp"], 12) + 1.5
 
 
-def test_alternating_defaults_are_the_schema_defaults():
-    """Calling deblur_alternating without a keyword does what deblur.py does without a --set: every
-    default of its signature is the `alternating` default of configs/defaults/deblur.yml."""
-    import inspect
+def test_alternating_knobs_are_the_schema_section():
+    """The options' fields are exactly the keys of the schema's `alternating` section (whose values are
+    their defaults), and a direct call checks its knobs like a config does."""
+    from dataclasses import asdict
 
-    import yaml
+    from deblurring.config import deblur_config
+    from deblurring.options import AlternatingOptions
 
-    schema = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs/defaults/deblur.yml").read_text())
-    signature = inspect.signature(deblur_alternating).parameters
-    for key, value in schema["alternating"].items():
-        default = signature[key].default
-        if isinstance(default, tuple):
-            default = [list(item) for item in default]
-        if isinstance(value, float):
-            assert math.isclose(default, value, rel_tol=1e-6), key
-        else:
-            assert default == value, key
+    assert asdict(AlternatingOptions.from_knobs({})) == deblur_config({})["alternating"]
+    assert AlternatingOptions.from_knobs({"psf_size": 31}).psf_size == 31
+    with pytest.raises(TypeError, match="psf_sise"):
+        AlternatingOptions.from_knobs({"psf_sise": 31})
+    with pytest.raises(UserError, match="'alternating.psf_size' must be odd and >= 3, got 30"):
+        deblur_alternating(torch.rand(1, 1, 64, 64), psf_size=30)
 
 
 def test_a_sharp_noisy_photo_is_denoised_not_sharpened():
