@@ -9,6 +9,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from training.state import (
     save_training_checkpoint,
     seed_everything,
 )
-from training.step import TrainForward, autocast_context, to_device, train_step
+from training.step import StepResult, TrainForward, autocast_context, to_device, train_step
 from utils.dist import DistInfo, barrier, cleanup_distributed, dist_info_from_env, init_distributed
 from utils.errors import UserError
 from utils.fileio import atomic_path
@@ -235,6 +236,76 @@ def train(cfg: dict, device: torch.device | str = "cpu", resume: str | None = No
         torch.set_num_threads(threads)
 
 
+def _batches(loader: DataLoader, sampler: ResumableDistributedSampler, loader_gen: torch.Generator,
+             loop: LoopState, seed: int, rank: int, batch_size: int) -> Iterator[dict]:
+    """Batches without end from ``loop.epoch``/``loop.epoch_start`` on, counting them in ``loop`` (so a
+    resumed run continues the epoch where it stopped, with the same shuffle)."""
+    while True:
+        sampler.set_epoch(loop.epoch)
+        sampler.set_start(loop.epoch_start)
+        loader_gen.manual_seed(seed * 1_000_003 + loop.epoch * 7919 + rank)
+        for batch in loader:
+            loop.epoch_start += batch_size
+            yield batch
+        loop.epoch, loop.epoch_start = loop.epoch + 1, 0
+
+
+def _account(result: StepResult, loop: LoopState, t: dict, it: int) -> None:
+    """After a step: count a skipped (non-finite) step, refusing too many in a row, or update the
+    running mean code."""
+    if result.skipped:
+        loop.nonfinite_streak += 1
+        LOG.warning("iteration %d: loss is %s; step skipped (%d in a row)", it, result.loss, loop.nonfinite_streak)
+        if loop.nonfinite_streak >= t["max_nonfinite"]:
+            raise UserError(
+                f"iteration {it}: loss is {result.loss} for {loop.nonfinite_streak} iterations in a row "
+                f"(train.max_nonfinite={t['max_nonfinite']}); lower train.lr_G or check the data"
+            )
+        return
+    loop.nonfinite_streak = 0
+    decay = t["mean_code_decay"]
+    code = result.code_mean.detach()
+    previous = torch.zeros_like(code) if loop.mean_code is None else loop.mean_code
+    loop.mean_code = previous * decay + code * (1 - decay)
+    loop.mean_code_steps += 1
+
+
+def _log(cfg: dict, ks: KernelSpace, writer: Any, info: DistInfo, it: int, result: StepResult, lr: float,
+         rate: float, images: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """The log line and scalars every ``print_freq`` iterations, the image grid every ``image_freq``."""
+    log_cfg, niter = cfg["logger"], cfg["train"]["niter"]
+    if info.is_main and (it % log_cfg["print_freq"] == 0 or it == niter):
+        LOG.info("iter %d  loss %.5g  pixel %.5g  kl %.4g  kernel code %.4g  lr %.4g  %.2f samples/s",
+                 it, result.loss, result.pixel, result.kl, result.kernel, lr, rate)
+        scalars = {"loss/total": result.loss, "loss/pixel": result.pixel, "lr": lr, "samples_per_s": rate}
+        if ks.use_vae:
+            scalars["loss/kl"] = result.kl
+        if cfg["train"]["kernel_weight"] > 0:
+            scalars["loss/kernel_code"] = result.kernel
+        write_scalars(writer, scalars, it)
+    if writer is not None and log_cfg["image_freq"] and (it % log_cfg["image_freq"] == 0 or it == 1):
+        writer.add_image("train/x_y_reblur", image_grid(*images, result.pred, log_cfg["image_count"]), it)
+
+
+def _validate(cfg: dict, paths: ExperimentPaths, ks: KernelSpace, val_loader: DataLoader | None, loop: LoopState,
+              writer: Any, info: DistInfo, device: torch.device, autocast: contextlib.AbstractContextManager,
+              elapsed: float) -> None:
+    """Validation on the main process (all processes wait for it); a better PSNR saves the best model."""
+    it = loop.iteration
+    if info.is_main and val_loader is not None:
+        scores = validate(ks, val_loader, device, cfg["train"]["channels_last"], autocast)
+        psnr = scores.psnr
+        improved = psnr > loop.best_psnr
+        loop.best_psnr = max(loop.best_psnr, psnr)
+        LOG.info("iter %d  validation PSNR %.3f dB (best %.3f); with another pair's code %.3f, "
+                 "identity %.3f", it, psnr, loop.best_psnr, scores.other_code_psnr, scores.identity_psnr)
+        write_scalars(writer, {"val/psnr": psnr, "val/psnr_other_code": scores.other_code_psnr,
+                               "val/psnr_identity": scores.identity_psnr}, it)
+        if improved:
+            ks.save(str(paths.model_file("best")), meta={**model_meta(loop, cfg, elapsed), "val_psnr": psnr})
+    barrier(info)
+
+
 def run_loop(
     cfg: dict, paths: ExperimentPaths, ks: KernelSpace, forward: nn.Module, optimizer: torch.optim.Optimizer,
     scheduler: CosineAnnealingRestartLR, scaler: torch.amp.GradScaler,
@@ -253,20 +324,10 @@ def run_loop(
     start_time = time.perf_counter()
     bar = tqdm(total=niter, initial=loop.iteration, desc=cfg["name"], dynamic_ncols=True,
                disable=not (info.is_main and log_cfg["progress_bar"]))
-    data_iter = None
+    batches = _batches(loader, sampler, loader_gen, loop, seed, info.rank, batch_size)
     rate, last = 0.0, time.perf_counter()
     while loop.iteration < niter:
-        if data_iter is None:
-            sampler.set_epoch(loop.epoch)
-            sampler.set_start(loop.epoch_start)
-            loader_gen.manual_seed(seed * 1_000_003 + loop.epoch * 7919 + info.rank)
-            data_iter = iter(loader)
-        try:
-            batch = next(data_iter)
-        except StopIteration:
-            loop.epoch, loop.epoch_start, data_iter = loop.epoch + 1, 0, None
-            continue
-        loop.epoch_start += batch_size
+        batch = next(batches)
         sharp, blur = to_device(batch, device, t["channels_last"])
         kernel = batch["kernel"] if t["kernel_weight"] > 0 or t["kernel_teacher"] > 0 else None
         psfs = None
@@ -281,22 +342,7 @@ def run_loop(
             scheduler.step()
         loop.iteration += 1
         it = loop.iteration
-        if result.skipped:
-            loop.nonfinite_streak += 1
-            LOG.warning("iteration %d: loss is %s; step skipped (%d in a row)", it, result.loss,
-                        loop.nonfinite_streak)
-            if loop.nonfinite_streak >= t["max_nonfinite"]:
-                raise UserError(
-                    f"iteration {it}: loss is {result.loss} for {loop.nonfinite_streak} iterations in a row "
-                    f"(train.max_nonfinite={t['max_nonfinite']}); lower train.lr_G or check the data"
-                )
-        else:
-            loop.nonfinite_streak = 0
-            decay = t["mean_code_decay"]
-            code = result.code_mean.detach()
-            previous = torch.zeros_like(code) if loop.mean_code is None else loop.mean_code
-            loop.mean_code = previous * decay + code * (1 - decay)
-            loop.mean_code_steps += 1
+        _account(result, loop, t, it)
 
         now = time.perf_counter()
         step_rate = samples_per_step / max(now - last, 1e-9)
@@ -304,38 +350,13 @@ def run_loop(
         last = now
         bar.update(1)
         bar.set_postfix(loss=f"{result.loss:.4g}", lr=f"{lr:.3g}", samples_s=f"{rate:.2f}", refresh=False)
-
-        if info.is_main and (it % log_cfg["print_freq"] == 0 or it == niter):
-            LOG.info("iter %d  loss %.5g  pixel %.5g  kl %.4g  kernel code %.4g  lr %.4g  %.2f samples/s",
-                     it, result.loss, result.pixel, result.kl, result.kernel, lr, rate)
-            scalars = {"loss/total": result.loss, "loss/pixel": result.pixel, "lr": lr, "samples_per_s": rate}
-            if ks.use_vae:
-                scalars["loss/kl"] = result.kl
-            if t["kernel_weight"] > 0:
-                scalars["loss/kernel_code"] = result.kernel
-            write_scalars(writer, scalars, it)
-        if writer is not None and log_cfg["image_freq"] and (it % log_cfg["image_freq"] == 0 or it == 1):
-            grid = image_grid(sharp, blur, result.pred, log_cfg["image_count"])
-            writer.add_image("train/x_y_reblur", grid, it)
-
+        _log(cfg, ks, writer, info, it, result, lr, rate, (sharp, blur))
         if t["val_freq"] and (it % t["val_freq"] == 0 or it == niter):
-            if info.is_main and val_loader is not None:
-                scores = validate(ks, val_loader, device, t["channels_last"], autocast)
-                psnr = scores.psnr
-                improved = psnr > loop.best_psnr
-                loop.best_psnr = max(loop.best_psnr, psnr)
-                LOG.info("iter %d  validation PSNR %.3f dB (best %.3f); with another pair's code %.3f, "
-                         "identity %.3f", it, psnr, loop.best_psnr, scores.other_code_psnr, scores.identity_psnr)
-                write_scalars(writer, {"val/psnr": psnr, "val/psnr_other_code": scores.other_code_psnr,
-                                       "val/psnr_identity": scores.identity_psnr}, it)
-                if improved:
-                    ks.save(str(paths.model_file("best")),
-                            meta={**model_meta(loop, cfg, now - start_time), "val_psnr": psnr})
-            barrier(info)
+            _validate(cfg, paths, ks, val_loader, loop, writer, info, device, autocast, now - start_time)
         save_freq = log_cfg["save_checkpoint_freq"]
         if (save_freq and it % save_freq == 0) or it == niter:
             save_training_checkpoint(paths, ks, optimizer, scheduler, scaler, loop, cfg, info,
-                            time.perf_counter() - start_time, batch_size)
+                                     time.perf_counter() - start_time, batch_size)
     bar.close()
     if loop.iteration >= niter and info.is_main:
         LOG.info("finished %s at iteration %d (%.1f s this run)", cfg["name"], loop.iteration,
