@@ -14,8 +14,8 @@ algorithms: each hands :func:`adam_through_space` two factories of :class:`Param
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -161,56 +161,95 @@ def adam_through_space(
     checked = deblur_config({"loss": dict(loss or {}), "early_stop": dict(early_stop or {})}, source="deblur")
     loss, early_stop = checked["loss"], checked["early_stop"]
     device = torch.device(device) if device is not None else next(kernel_space.parameters()).device
-    if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
-        raise ValueError(f"blurry must be (1, 1 or 3, H, W), got {tuple(blurry.shape)}")
-    if not scales or len(scales) != len(scale_fractions) or scales[-1] != 1:
-        raise ValueError(f"scales must end with 1.0 and match scale_fractions, got {scales}, {scale_fractions}")
+    _check_input(blurry, scales, scale_fractions, min_size)
     channels = blurry.shape[1]
     blurry = blurry.expand(1, 3, *blurry.shape[-2:])  # F blurs RGB: gray runs as three equal channels
     height, width = blurry.shape[-2:]
-    if min(height, width) < min_size:
-        raise UserError(f"image of {height}×{width} pixels is too small to deblur (min_size: {min_size} px)")
     perceptual = None
     if any(loss[p]["perceptual"] > 0 for p in ("early", "late")):
         perceptual = VGGPerceptualLoss(loss["vgg_weights"], loss["vgg_layers"]).to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
     plan = scale_plan(iterations, scales, scale_fractions, min_size, height, width)
-    frozen = [p.requires_grad for p in kernel_space.parameters()]
-    kernel_space.eval().requires_grad_(False)
     y_full = blurry.to(device=device, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)  # every random draw comes from here (CPU), then moves
     history: list[dict[str, Any]] = []
-    bar = tqdm(total=sum(n for _, n in plan), desc="deblur", unit="step", disable=not progress, leave=False)
     x_prev: torch.Tensor | None = None
     k_prev: torch.Tensor | None = None
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # network initialisation
-            for index, (scale, steps) in enumerate(plan):
-                size = (max(1, round(height * scale)), max(1, round(width * scale)))
-                y = resize(y_full, size)
-                with torch.no_grad():
-                    x0 = y if x_prev is None else resize(x_prev, size)
-                    rule = kernel_init if index == 0 else kernel_rescale_init
-                    k0 = start_code(rule, kernel_space, y, None if x_prev is None else x0, k_prev).detach()
-                image = make_image(y, x0, gen)  # built in this order: the random draws stay where they were
-                kernel = make_kernel(k0, gen)
-                x_prev, k_prev = _fit_scale(
-                    y, x0, k0, image, kernel, kernel_space, steps=steps, scale=scale, loss=loss,
-                    early_stop=early_stop, lr_schedule=lr_schedule, lr_min_ratio=lr_min_ratio,
-                    perceptual=perceptual, autocast=autocast, history=history, bar=bar,
-                )  # fmt: skip
+    bar = tqdm(total=sum(n for _, n in plan), desc="deblur", unit="step", disable=not progress, leave=False)
+    with _frozen(kernel_space), bar, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # network initialisation
+        for index, (scale, steps) in enumerate(plan):
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            y = resize(y_full, size)
+            with torch.no_grad():
+                x0 = y if x_prev is None else resize(x_prev, size)
+                rule = kernel_init if index == 0 else kernel_rescale_init
+                k0 = start_code(rule, kernel_space, y, None if x_prev is None else x0, k_prev).detach()
+            image = make_image(y, x0, gen)  # built in this order: the random draws stay where they were
+            kernel = make_kernel(k0, gen)
+            x_prev, k_prev = _fit_scale(
+                y, x0, k0, image, kernel, kernel_space, steps=steps, scale=scale, loss=loss,
+                early_stop=early_stop, lr_schedule=lr_schedule, lr_min_ratio=lr_min_ratio,
+                perceptual=perceptual, autocast=autocast, history=history, bar=bar,
+            )  # fmt: skip
         with torch.no_grad(), autocast:
             sharp = resize(x_prev, (height, width))
             code = k_prev
             reblurred = kernel_space.apply(sharp, code).float().clamp(0, 1)
-    finally:
-        bar.close()
-        for p, flag in zip(kernel_space.parameters(), frozen):
-            p.requires_grad_(flag)
     if channels == 1:
         sharp, reblurred = sharp.mean(dim=1, keepdim=True), reblurred.mean(dim=1, keepdim=True)
     return DeblurResult(sharp.cpu(), code.float().cpu(), reblurred.cpu(), history)
+
+
+def _check_input(blurry: torch.Tensor, scales: Sequence[float], scale_fractions: Sequence[float],
+                 min_size: int) -> None:
+    """A (1, 1 or 3, H, W) image of at least ``min_size`` a side and a scale plan ending at 1.0, or an error."""
+    if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
+        raise ValueError(f"blurry must be (1, 1 or 3, H, W), got {tuple(blurry.shape)}")
+    if not scales or len(scales) != len(scale_fractions) or scales[-1] != 1:
+        raise ValueError(f"scales must end with 1.0 and match scale_fractions, got {scales}, {scale_fractions}")
+    height, width = blurry.shape[-2:]
+    if min(height, width) < min_size:
+        raise UserError(f"image of {height}×{width} pixels is too small to deblur (min_size: {min_size} px)")
+
+
+@contextmanager
+def _frozen(module: torch.nn.Module) -> Iterator[None]:
+    """``module`` in eval mode without gradients inside the block, its ``requires_grad`` flags restored after."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def _warm_up(image: Parameterisation, kernel: Parameterisation, x0: torch.Tensor, k0: torch.Tensor, scale: float,
+             history: list[dict[str, Any]]) -> None:
+    """Fit each parameterisation that asks for it (``warmup_steps`` > 0) to its start, x0 or k0, by MSE."""
+    for name, param, target in (("image", image, x0), ("kernel", kernel, k0)):
+        if param.warmup_steps <= 0:
+            continue
+        opt = torch.optim.Adam(param.parameters(), lr=param.lr)
+        for step in range(param.warmup_steps):
+            opt.zero_grad(set_to_none=True)
+            fit = F.mse_loss(param(True), target)
+            fit.backward()
+            opt.step()
+            history.append({"scale": scale, "phase": f"warmup_{name}", "step": step, "loss": fit.item()})
+
+
+def _plateaued(objectives: list[float], step: int, steps: int, early_stop: Mapping[str, Any], phase_start: int) -> bool:
+    """``early_stop``: the mean objective of the last window improved on the window before by less than
+    ``min_improvement`` (relative), past ``min_fraction`` of the steps and two windows into the phase."""
+    w = early_stop["window"]
+    if not early_stop["enabled"] or w <= 0 or step + 1 < early_stop["min_fraction"] * steps \
+            or step + 1 - phase_start < 2 * w:
+        return False
+    before = sum(objectives[-2 * w : -w]) / w
+    now = sum(objectives[-w:]) / w
+    return before - now < early_stop["min_improvement"] * abs(before)
 
 
 def _fit_scale(
@@ -233,22 +272,11 @@ def _fit_scale(
     bar: tqdm,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Warm up and optimise x and k at one scale; returns the final (x, k) (``noisy=False``), detached."""
-    for name, param, target in (("image", image, x0), ("kernel", kernel, k0)):
-        if param.warmup_steps <= 0:
-            continue
-        opt = torch.optim.Adam(param.parameters(), lr=param.lr)
-        for step in range(param.warmup_steps):
-            opt.zero_grad(set_to_none=True)
-            fit = F.mse_loss(param(True), target)
-            fit.backward()
-            opt.step()
-            history.append({"scale": scale, "phase": f"warmup_{name}", "step": step, "loss": fit.item()})
-
+    _warm_up(image, kernel, x0, k0, scale, history)
     base_lrs = [image.lr, kernel.lr]
     opt = torch.optim.Adam(
         [{"params": image.parameters(), "lr": image.lr}, {"params": kernel.parameters(), "lr": kernel.lr}]
     )
-    w = early_stop["window"]
     last_phase_start = round(loss["switch_at"] * steps) if loss["switch_at"] < 1 else 0
     objectives: list[float] = []
     for step in range(steps):
@@ -268,31 +296,14 @@ def _fit_scale(
         objective.backward()
         opt.step()
         objectives.append(objective.item())
-        entry = {
-            "scale": scale,
-            "phase": "main",
-            "step": step,
-            "t": t,
-            "loss": objectives[-1],
-            "data": data.item(),
-            "hyper_laplacian": prior.item(),
-            "kernel_norm": knorm.item(),
-            "lr": image.lr * factor,
-        }
+        entry = {"scale": scale, "phase": "main", "step": step, "t": t, "loss": objectives[-1], "data": data.item(),
+                 "hyper_laplacian": prior.item(), "kernel_norm": knorm.item(), "lr": image.lr * factor}
         history.append(entry)
         bar.update(1)
         bar.set_postfix(scale=scale, loss=f"{objectives[-1]:.4g}", refresh=False)
-        if (
-            early_stop["enabled"]
-            and w > 0
-            and step + 1 >= early_stop["min_fraction"] * steps
-            and step + 1 - last_phase_start >= 2 * w
-        ):
-            before = sum(objectives[-2 * w : -w]) / w
-            now = sum(objectives[-w:]) / w
-            if before - now < early_stop["min_improvement"] * abs(before):
-                entry["stopped"] = True
-                bar.update(steps - step - 1)
-                break
+        if _plateaued(objectives, step, steps, early_stop, last_phase_start):
+            entry["stopped"] = True
+            bar.update(steps - step - 1)
+            break
     with torch.no_grad():
         return image(False).detach(), kernel(False).detach()
