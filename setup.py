@@ -23,5 +23,5 @@ setup(
                                     "transferring", "transferring.*"]),
     py_modules=["train", "deblur", "transfer"],
     install_requires=requirements,
-    extras_require={"dev": ["ruff"]},
+    extras_require={"dev": ["pytest>=7.0", "ruff"]},  # tests and lint: pip install -e ".[dev]"
 )

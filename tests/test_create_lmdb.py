@@ -62,6 +62,7 @@ def test_gopro_layout_needs_a_side_and_packs_one_side(tmp_path):
     np.testing.assert_array_equal(LmdbImages(tmp_path / "b.lmdb").read("GOPR0372_07_00_000047"), _u8(6, 7, 1))
 
 
+@pytest.mark.slow
 def test_cli_corrupt_png_exits_2_naming_the_file_and_leaves_nothing(tmp_path):
     _reds_tree(tmp_path / "imgs")
     bad = tmp_path / "imgs" / "001" / "00000005.png"

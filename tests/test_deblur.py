@@ -399,6 +399,7 @@ def test_cli_two_shards_write_exactly_one_runs_outputs(tmp_path, folder_of_three
     assert all(np.array_equal(whole[name], image) for name, image in {**one, **two}.items())
 
 
+@pytest.mark.slow
 def test_cli_workers_write_the_same_outputs(tmp_path, folder_of_three):
     model, config, src = folder_of_three
     report = tmp_path / "r.json"

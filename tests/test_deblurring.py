@@ -134,6 +134,7 @@ def test_kernel_space_projection_and_code(synthetic):
     assert math.isclose(float(projected.code.sum()), 1.0, rel_tol=1e-5)
 
 
+@pytest.mark.slow
 def test_levin_protocol_and_bench_smoke(tmp_path):
     from bench import levin
 
@@ -314,6 +315,7 @@ def test_clipped_lights_do_not_move_the_kernel():
     assert kernel_similarity(b, a) > 0.9
 
 
+@pytest.mark.slow
 def test_the_size_of_a_75px_blur_is_found():
     """The kernel's size is found, not configured: a 75-px camera-shake blur of a 640² photo comes back
     with the size of its support within 20 % (under the default limit of 101 px) and its shape."""

@@ -136,6 +136,7 @@ def test_time_limit_and_helpers():
     assert gc.Budget(10.0).cap(100.0) <= 10.0
 
 
+@pytest.mark.slow
 def test_deblur_section_cpu_against_cpu(tmp_path, capsys):
     """The whole run path (options, section, results file) with the deblurring comparison on the CPU."""
     status = gc.main(["--quick", "--device", "cpu", "--sections", "deblur", "--dip-iters", "2",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from data.image_io import read_image, write_image
 from scripts.real_gallery import gallery_row, main, psf_tile, stack_rows
@@ -26,6 +27,7 @@ def test_gallery_row_and_stack_shapes():
     assert figure.shape == (30 + 4 + 40, max(row.shape[1], other.shape[1]), 3)
 
 
+@pytest.mark.slow
 def test_real_gallery_draws_a_row_per_photo(tmp_path: Path):
     photo = read_image(REPO / "examples" / "blurry_astronaut.png").rgb[:96, :96]
     path = tmp_path / "blurry.png"

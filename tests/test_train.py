@@ -154,6 +154,7 @@ def test_sigkill_mid_save_resumes_from_previous_state(tmp_path, vae_straight):
     assert_same_weights(weights(vae_straight / "10.pth"), weights(exp / "models" / "10.pth"))
 
 
+@pytest.mark.slow
 def test_unknown_config_key_exits_2_naming_it(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text(Path(CI_TINY).read_text().replace("val_freq:", "val_freqq:"))

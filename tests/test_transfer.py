@@ -320,6 +320,7 @@ def test_cli_skip_existing_skips_an_existing_output(files, capsys):
     np.testing.assert_array_equal(_raw(d / "part" / "t_rgba_sample001.png"), _raw(d / "novel" / "t_rgba_sample001.png"))
 
 
+@pytest.mark.slow
 def test_cli_workers_and_threads_write_the_same_images(files):
     d = files
     targets = [str(d / "t16.png"), str(d / "t_rgba.png")]
