@@ -25,15 +25,15 @@ Examples:
   python deblur.py --input-dir photos/ --output-dir sharp/ --workers 2      # two processes
   python deblur.py --input-dir photos/ --output-dir sharp/ --shard 3/8      # job 3 of a SLURM array of 8
 
-Folder mode (--input-dir): every image in the folder is deblurred into --output-dir under the same
-name; --save-kernel/--save-reblur/--save-psf then name folders. Files that cannot be read (or are too
-small) are skipped, listed on stderr and in the report. Exit status: 0 when every image was written
-(or skipped by --skip-existing), 1 when some were written and some failed, 2 when none could be
-deblurred (or on a usage error). --workers N runs N processes, each loading the model once;
---shard K/N takes every N-th image from the K-th (sorted by name), so N jobs together write exactly
-the outputs of one run. --threads: threads in all (default: the cores available); torch runs each
-op on one thread and the independent pieces (candidate runs, colour channels, images) are spread
-over them, so a busy core slows a run down only gently and the output does not depend on it.
+Folder mode (--input-dir): every image in the folder is deblurred into --output-dir under the same name;
+--save-kernel/--save-reblur/--save-psf then name folders. Files that cannot be read (or are too small) are
+skipped, listed on stderr and in the report. Exit status: 0 when every image was written (or skipped by
+--skip-existing), 1 when some were written and some failed, 2 when none could be deblurred (or on a usage
+error). --workers N runs N processes, each loading the model once; --shard K/N takes every N-th image from
+the K-th (sorted by name), so N jobs together write exactly the outputs of one run. --threads: threads in
+all (default: the cores available); torch runs each op on one thread and the independent pieces (candidate
+runs, colour channels, images) are spread over them, so a busy core slows a run down only gently and the
+output does not depend on it.
 """
 
 from __future__ import annotations
@@ -49,8 +49,14 @@ from tqdm import tqdm
 from utils.batch import check_threads, check_workers, parse_shard
 from utils.errors import UserError, run_cli
 
-REPO_ROOT = Path(__file__).resolve().parent
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "deblur" / "default.yml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "deblur" / "default.yml"
+
+
+def __getattr__(name: str) -> Any:  # deblur.deblur_image, imported on first use: --help does not pay for torch
+    if name != "deblur_image":
+        raise AttributeError(f"module 'deblur' has no attribute {name!r}")
+    from deblurring.run import deblur_image
+    return deblur_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,9 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="sharp output image (default: <input>_deblurred.<ext> beside the input)")
     parser.add_argument("--output-dir", help="output folder for --input-dir (required there)")
     parser.add_argument("--model", help="kernel-space checkpoint (default: the config's model, the shipped one)")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
-                        help="YAML settings (configs/deblur/default.yml by default; fast.yml: direct; "
-                             "paper.yml: dip, the paper's)")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML settings (configs/deblur/: "
+                        "default.yml, the default; fast.yml: direct; paper.yml: dip, the paper's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set loss.vgg_weights=vgg19.pth (repeatable)")
     parser.add_argument("--iters", type=int,
@@ -104,10 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (cfg["alternating"] if cfg["algorithm"] == "alternating" else cfg)["iterations"] = args.iters
     if args.input_dir is None and (args.shard is not None or args.workers != 1):
         raise UserError("--shard and --workers are for --input-dir")
-    if args.input_dir is not None and args.output_dir is None:
-        raise UserError("--input-dir needs --output-dir")
-    if args.input_dir is not None and args.output is not None:
-        raise UserError("--output is for --input; use --output-dir with --input-dir")
+    if args.input_dir is not None and (args.output_dir is None or args.output is not None):
+        raise UserError("--input-dir needs --output-dir (--output is for --input)")
     jobs, others = plan_jobs(args.input or args.input_dir, args.output or args.output_dir,
                              folder=args.input_dir is not None, kernel=args.save_kernel, reblur=args.save_reblur,
                              psf=args.save_psf, shard=parse_shard(args.shard))

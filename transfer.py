@@ -36,6 +36,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from transferring.blur import synthesize_blur, transfer_blur  # noqa: F401  the importable API: transfer.transfer_blur
 from transferring.run import DEFAULT_CONFIG, output_paths, sample_files, sample_paths, transfer_files
 from transferring.tiling import check_tiling
 from utils.batch import check_threads, check_workers, parse_shard, take_shard

@@ -69,7 +69,7 @@ from deblurring.nonblind import (
 )
 from deblurring.options import AlternatingOptions
 from deblurring.result import DeblurResult
-from models.psf_ops import CELL, blur_cells, border_taper, convolve, least_squares_kernel
+from models.psf_ops import CELL, blur_cells, border_taper, convolve, forward_differences, least_squares_kernel
 from utils.threads import parallel_map, torch_threads
 
 
@@ -141,8 +141,7 @@ def edge_usefulness(blurry: torch.Tensor, window: int, eps: float = 0.5 / 255) -
     where the gradients nearby point one way (an edge wider than the blur), close to 0 in texture
     and fine detail, whose gradients cancel and which mislead the kernel estimate.
     """
-    gx = F.pad(blurry[..., :, 1:] - blurry[..., :, :-1], (0, 1))
-    gy = F.pad(blurry[..., 1:, :] - blurry[..., :-1, :], (0, 0, 0, 1))
+    gx, gy = forward_differences(blurry)
     pad = window // 2
 
     def box(t: torch.Tensor) -> torch.Tensor:
@@ -404,8 +403,7 @@ def l0_energy(
     err = convolve(x, psf[None, None].to(x)) - blurry.float()
     if sat is not None:  # a clipped pixel is a lower bound: only a shortfall is an error
         err = torch.where(sat, err.clamp_max(0), err)
-    dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
-    dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+    dx, dy = forward_differences(x)
     edges = (dx.abs() > 1e-3).float() + (dy.abs() > 1e-3).float()
     if keep is not None:  # few lights: neither the error nor the edges of x where they reach (trusted_pixels)
         err, edges = err * keep, edges * keep
@@ -560,8 +558,8 @@ def estimation_window(gray: torch.Tensor, side: int | None) -> tuple[slice, slic
         return slice(0, height), slice(0, width)
     wh, ww = min(side, height), min(side, width)
     small = F.avg_pool2d(gray.float(), 4, ceil_mode=True)  # positions to 4 px are plenty
-    magnitude = F.pad((small[..., :, 1:] - small[..., :, :-1]).abs(), (0, 1)) + \
-        F.pad((small[..., 1:, :] - small[..., :-1, :]).abs(), (0, 0, 0, 1))
+    dx, dy = forward_differences(small)
+    magnitude = dx.abs() + dy.abs()
     best = (-1.0, 0, 0)
     for top in torch.linspace(0, height - wh, 5).round().int().tolist():
         for left in torch.linspace(0, width - ww, 5).round().int().tolist():

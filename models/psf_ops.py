@@ -106,7 +106,7 @@ def blur_cells(image: torch.Tensor, psfs: torch.Tensor, cell: int = CELL) -> tor
     return out.view(b, c, (gh + 1) * cell, (gw + 1) * cell)[..., half:half + h, half:half + w]
 
 
-def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward differences of (..., H, W), zero in the last row/column: two (..., H, W) maps."""
     dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
     dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
@@ -174,7 +174,7 @@ def least_squares_kernel(
     y = blur.float().mean(dim=1)
     num = 0
     den = 0
-    for gx, gy in zip(_gradients(x), _gradients(y)):
+    for gx, gy in zip(forward_differences(x), forward_differences(y)):
         fx = torch.fft.rfft2(gx * weight)
         fy = torch.fft.rfft2(gy * weight)
         num = num + fx.conj() * fy
@@ -210,7 +210,7 @@ def least_squares_kernel_cells(
     if gh == 1 and gw == 1:
         return whole[:, None, None]
     gray = sharp.float().mean(dim=1)
-    density = sum(g.mul(taper).square().sum(dim=(-2, -1)) for g in _gradients(gray)) / taper.square().sum()
+    density = sum(g.mul(taper).square().sum(dim=(-2, -1)) for g in forward_differences(gray)) / taper.square().sum()
     wy = cell_weights(gh, h, cell).to(taper)
     wx = cell_weights(gw, w, cell).to(taper)
     out = torch.empty(b, gh, gw, size, size, device=sharp.device)
