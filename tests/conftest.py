@@ -56,3 +56,11 @@ def reference_dir() -> Path:
             pytest.fail("../shared/reference/published_tiny_reference.pt not found (required in CI)")
         pytest.skip("conformance reference files (../shared/reference) not available")
     return path
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> dict:
+    """A 192² dead-leaves image blurred by a 15-px camera-shake kernel (valid convolution), σ = 0.002."""
+    from deblur_cases import synthetic_case
+
+    return synthetic_case()

@@ -25,8 +25,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from utils.errors import UserError
+from utils.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_DIR = REPO_ROOT / "configs" / "defaults"
 CHOICES = "__choices__"  # the side-table of allowed values in a schema mapping (see the module docstring)
 

@@ -1,4 +1,5 @@
-"""Fast blind deblurring (deblurring/): non-blind step, blind alternation, the Levin benchmark runner."""
+"""deblurring/alternating.py: the blind alternation, its kernel search, registration, clipped lights, the
+final step, the Levin benchmark runner."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from deblur_cases import photo_case, psnr_db
 
 from data.kernels import shake_kernel
 from data.sharp_sources import DeadLeavesSource
@@ -15,74 +17,12 @@ from data.synthetic import blur_valid
 from deblurring.alternating import _start_kernel, centre_subpixel, deblur_alternating, l0_energy, resize_support
 from deblurring.nonblind import (
     clipped_mask,
-    deconvolve,
-    deconvolve_cells,
     hyper_laplacian_energy,
-    hyper_laplacian_shrink,
     shift_image,
 )
 from models.psf_ops import convolve
 from utils.errors import UserError
 from utils.metrics import kernel_similarity
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor, crop: int = 0) -> float:
-    if crop:
-        a, b = a[..., crop:-crop, crop:-crop], b[..., crop:-crop, crop:-crop]
-    return float(-10 * torch.log10((a - b).square().mean()))
-
-
-@pytest.fixture(scope="module")
-def synthetic() -> dict:
-    """A 192² dead-leaves image blurred by a 15-px camera-shake kernel (valid convolution), σ = 0.002."""
-    rng = np.random.default_rng(3)
-    kernel = shake_kernel(rng, 15, intensity=0.9)
-    big = DeadLeavesSource(texture=False).sample(rng, 192 + 14, 192 + 14)
-    if big.ndim == 2:
-        big = big[:, :, None]
-    big = big[:, :, :1].astype(np.float32)
-    blurry = blur_valid(big, kernel)[:, :, 0] + rng.normal(0, 0.002, (192, 192)).astype(np.float32)
-    return {
-        "sharp": torch.from_numpy(np.ascontiguousarray(big[7:-7, 7:-7, 0]))[None, None],
-        "blurry": torch.from_numpy(np.clip(blurry, 0, 1))[None, None],
-        "kernel": torch.from_numpy(kernel),
-    }
-
-
-def test_shrink_solves_the_scalar_problem():
-    v = torch.linspace(-1, 1, 201)
-    for beta, alpha in ((4.0, 0.8), (50.0, 0.67), (10.0, 1.0)):
-        w = hyper_laplacian_shrink(v, beta, alpha)
-        grid = torch.linspace(-1.2, 1.2, 24001)[None, :]
-        cost = grid.abs().pow(alpha) + beta / 2 * (grid - v[:, None]).square()
-        best = cost.min(dim=1).values
-        mine = w.abs().pow(alpha) + beta / 2 * (w - v).square()
-        assert torch.all(mine <= best + 1e-4)
-
-
-def test_nonblind_objective_decreases_and_deblurs(synthetic):
-    y, k, x_true = synthetic["blurry"], synthetic["kernel"], synthetic["sharp"]
-    energies = [hyper_laplacian_energy(y, y, k, weight=3000, alpha=0.8)]
-    for beta_max in (4.0, 32.0, 256.0):
-        x = deconvolve(y, k, weight=3000, beta_max=beta_max)
-        energies.append(hyper_laplacian_energy(x, y, k, weight=3000, alpha=0.8))
-    assert all(b < a for a, b in zip(energies, energies[1:])), energies
-    assert _psnr(x, x_true, 8) > _psnr(y, x_true, 8) + 5
-
-
-def test_nonblind_cells_match_uniform():
-    torch.manual_seed(0)
-    x = torch.nn.functional.interpolate(torch.rand(1, 2, 25, 38), size=(200, 300), mode="bicubic").clamp(0, 1)
-    k = torch.rand(9, 9)
-    k /= k.sum()
-    y = convolve(x, k[None, None])
-    uniform = deconvolve(y, k)
-    cells = deconvolve_cells(y, k.expand(1, 2, 3, 9, 9))
-    assert cells.shape == uniform.shape
-    # about the same away from the image border (where the solution is ill-posed and each window is
-    # solved on its own FFT grid): the half-quadratic solve is not run to convergence, so the windows
-    # differ a little from the whole image, but no seam shows
-    assert _psnr(cells, uniform, 20) > 40
 
 
 def test_blind_finds_the_kernel_and_deblurs(synthetic):
@@ -92,7 +32,7 @@ def test_blind_finds_the_kernel_and_deblurs(synthetic):
     size = result.psf.shape[-1]
     assert result.sharp.shape == y.shape and result.psf.shape == (1, 2, 2, size, size) and 15 <= size <= 21
     assert kernel_similarity(result.psf[0, 0, 0], k) > 0.85
-    assert _psnr(result.sharp, x_true, 10) > _psnr(y, x_true, 10) + 3
+    assert psnr_db(result.sharp, x_true, 10) > psnr_db(y, x_true, 10) + 3
     assert float((result.reblurred - y).abs().mean()) < 0.03
     # the sparse objective prefers what was found to the no-blur (delta) answer
     delta = torch.zeros(size, size)
@@ -140,7 +80,7 @@ def test_levin_protocol_and_bench_smoke(tmp_path):
 
     truth = np.random.default_rng(0).uniform(0, 255, (60, 60))
     shifted = np.roll(truth, (2, -3), axis=(0, 1))
-    psnr, shift = levin.levin_psnr(shifted, truth)
+    psnr, shift = levin.levinpsnr_db(shifted, truth)
     assert psnr > 80 and shift == (2.0, -3.0)  # the estimate is sampled at p + shift
     if not (levin.LEVIN_DIR / "im1_kernel5_img.png").exists():
         pytest.skip("the Levin benchmark files are not here")
@@ -178,7 +118,7 @@ def test_default_preset_through_deblur_image(synthetic):
     assert a.sharp.shape == y.shape and a.code.shape == (1, 16, 2, 2)
     psf = a.psf[0, 0, 0]
     assert kernel_similarity(psf, k) > 0.8  # 0.85 measured (a 31-px support for a 15-px kernel)
-    assert _psnr(a.sharp, x_true, 10) > _psnr(y, x_true, 10) + 3
+    assert psnr_db(a.sharp, x_true, 10) > psnr_db(y, x_true, 10) + 3
     # the kernel step's sparse objective: what was found beats the no-blur answer and the start blob
     delta = torch.zeros_like(psf)
     delta[psf.shape[0] // 2, psf.shape[1] // 2] = 1
@@ -203,19 +143,6 @@ def test_default_preset_through_deblur_image(synthetic):
     assert l0_energy(y, psf) < l0_energy(y, resize_support(_start_kernel(9), psf.shape[-1]))
 
 
-def test_shift_image_moves_content_by_the_offset():
-    noise = torch.rand(1, 2, 54, 46, generator=torch.Generator().manual_seed(0))
-    box = torch.nn.functional.avg_pool2d
-    x = box(box(noise, 4, 1), 4, 1)  # (1, 2, 48, 40); an even box has no Nyquist content, whose sub-pixel move is lost
-    whole = shift_image(x, (2.0, -3.0))
-    assert torch.allclose(whole[..., 6:-6, 6:-6], torch.roll(x, (2, -3), (-2, -1))[..., 6:-6, 6:-6], atol=1e-4)
-    half = shift_image(shift_image(x, (0.3, 0.2)), (-0.3, -0.2))  # sub-pixel there and back
-    assert torch.allclose(half[..., 6:-6, 6:-6], x[..., 6:-6, 6:-6], atol=5e-3)
-    ramp = torch.arange(40, dtype=torch.float32).expand(1, 1, 48, 40) / 40  # a linear ramp moves exactly
-    moved = shift_image(ramp, (0.0, 0.3))
-    assert torch.allclose(moved[..., 8:-8, 8:-8], (ramp - 0.3 / 40)[..., 8:-8, 8:-8], atol=2e-3)
-
-
 def test_centre_subpixel_puts_the_centre_of_mass_at_the_centre():
     k = torch.zeros(15, 15)
     k[7, 5:10] = torch.tensor([0.1, 0.2, 0.2, 0.25, 0.25])  # centre of mass at column 7.35
@@ -235,9 +162,9 @@ def test_blind_result_is_registered_with_the_truth(synthetic):
     moving it by a quarter pixel either way makes it worse."""
     y, x_true = synthetic["blurry"], synthetic["sharp"]
     result = deblur_alternating(y, psf_size=21, candidates=[[9, 4e-3]], iterations=3)
-    here = _psnr(result.sharp, x_true, 16)
+    here = psnr_db(result.sharp, x_true, 16)
     for offset in ((0.25, 0), (-0.25, 0), (0, 0.25), (0, -0.25)):
-        assert here > _psnr(shift_image(result.sharp, offset), x_true, 16)
+        assert here > psnr_db(shift_image(result.sharp, offset), x_true, 16)
 
 
 def test_estimation_window_picks_the_structure():
@@ -258,9 +185,9 @@ def test_blind_kernel_from_a_window_deblurs_the_whole_image(synthetic):
     result = deblur_alternating(y, psf_size=21, estimate_side=128)
     assert result.sharp.shape == y.shape
     assert kernel_similarity(result.psf[0, 0, 0], k) > 0.8
-    assert _psnr(result.sharp, x_true, 10) > _psnr(y, x_true, 10) + 3
+    assert psnr_db(result.sharp, x_true, 10) > psnr_db(y, x_true, 10) + 3
     outside = (..., slice(150, 182), slice(150, 182))  # the window is at most 128 px from one corner
-    assert _psnr(result.sharp[outside], x_true[outside]) > _psnr(y[outside], x_true[outside]) + 2
+    assert psnr_db(result.sharp[outside], x_true[outside]) > psnr_db(y[outside], x_true[outside]) + 2
 
 
 def test_cells_find_a_spatially_varying_blur():
@@ -280,34 +207,15 @@ def test_cells_find_a_spatially_varying_blur():
     varying = deblur_alternating(blurry, cells=True, **knobs)
     assert kernel_similarity(varying.psf[0, 0, 0], across) > kernel_similarity(varying.psf[0, 0, 0], down)
     assert kernel_similarity(varying.psf[0, 0, 2], down) > kernel_similarity(varying.psf[0, 0, 2], across)
-    assert _psnr(varying.sharp, sharp, 16) > _psnr(blurry, sharp, 16) + 1
-
-
-def _photo_case(kernel_size: int, side: int, seed: int, lights: bool = False, noise: float = 0.005) -> dict:
-    """A gray scikit-image photo (side²) blurred by a camera-shake kernel (valid convolution), σ = ``noise``;
-    with ``lights``, a few bright discs 3× past white that clip after the blur."""
-    from skimage import data as skdata
-
-    rng = np.random.default_rng(seed)
-    kernel = shake_kernel(rng, kernel_size, intensity=1.0)
-    r = kernel_size // 2
-    photo = skdata.camera().astype(np.float32) / 255
-    big = photo[:side + 2 * r, :side + 2 * r, None] * 0.8
-    if lights:
-        yy, xx = np.mgrid[:big.shape[0], :big.shape[1]]
-        for cy, cx in rng.uniform(r + 10, side + r - 10, (6, 2)):
-            big[(yy - cy) ** 2 + (xx - cx) ** 2 < 16, 0] = 3.0
-    blurry = blur_valid(big, kernel)[:, :, 0] + rng.normal(0, noise, (side, side)).astype(np.float32)
-    return {"blurry": torch.from_numpy(np.clip(blurry, 0, 1))[None, None], "kernel": torch.from_numpy(kernel),
-            "sharp": torch.from_numpy(np.clip(big[r:r + side, r:r + side, 0], 0, 1))[None, None]}
+    assert psnr_db(varying.sharp, sharp, 16) > psnr_db(blurry, sharp, 16) + 1
 
 
 def test_clipped_lights_do_not_move_the_kernel():
     """Clipped lights are kept out of the kernel step: the kernel found with them stays close to the
     one found without them, and the final step does not ring around them."""
     knobs = dict(candidates=[[9, 4e-3]], iterations=4, psf_size=31)
-    plain = _photo_case(21, 256, seed=2)
-    lit = _photo_case(21, 256, seed=2, lights=True)
+    plain = photo_case(21, 256, seed=2)
+    lit = photo_case(21, 256, seed=2, lights=True)
     assert float((lit["blurry"] >= 1).float().mean()) > 0.005
     a = deblur_alternating(plain["blurry"], **knobs).psf[0, 0, 0]
     b = deblur_alternating(lit["blurry"], **knobs).psf[0, 0, 0]
@@ -343,26 +251,12 @@ def test_final_step_lowers_its_energy():
     from deblurring.alternating import final_deconvolution, final_weight_for
     from deblurring.nonblind import estimate_noise
 
-    case = _photo_case(15, 128, seed=1)
+    case = photo_case(15, 128, seed=1)
     y, k = case["blurry"], case["kernel"]
     weight = final_weight_for(estimate_noise(y))
     x = final_deconvolution(y, k)
     assert hyper_laplacian_energy(x, y, k, weight) < hyper_laplacian_energy(y, y, k, weight)
-    assert _psnr(x, case["sharp"], 10) > _psnr(y, case["sharp"], 10) + 2
-
-
-def test_onesided_data_term_at_clipped_pixels():
-    """Given the true kernel, trusting clipped pixels only as lower bounds beats trusting them."""
-    from deblurring.nonblind import clipped_mask
-
-    case = _photo_case(15, 128, seed=4, lights=True)
-    y, k = case["blurry"], case["kernel"]
-    knobs = dict(weight=2000.0, margin=15)
-    mask = clipped_mask(y)
-    assert bool(mask.any())
-    plain = deconvolve(y, k, **knobs)
-    onesided = deconvolve(y, k, **knobs, clipped=mask)
-    assert _psnr(onesided, case["sharp"], 10) > _psnr(plain, case["sharp"], 10)
+    assert psnr_db(x, case["sharp"], 10) > psnr_db(y, case["sharp"], 10) + 2
 
 
 def test_unfiltered_takes_the_prefilter_out_of_a_kernel():
@@ -384,11 +278,11 @@ def test_mild_blur_on_a_noisy_photo_stays_mild():
     """A 5-px blur under σ = 0.01 noise: the kernel found is not the prefilter's blob and the result is
     sharper than the input (before the prefilter was taken out of the kernel: peak 0.23, NCC 0.85,
     0.6 dB below the input on this case)."""
-    case = _photo_case(5, 192, seed=3, noise=0.01)
+    case = photo_case(5, 192, seed=3, noise=0.01)
     result = deblur_alternating(case["blurry"], candidates=[[9, 4e-3], [11, 4e-3]], iterations=4)
     psf = result.psf[0, 0, 0]
     assert float(psf.max()) > 0.3 and kernel_similarity(psf, case["kernel"]) > 0.9
-    assert _psnr(result.sharp, case["sharp"], 12) > _psnr(case["blurry"], case["sharp"], 12) + 1.5
+    assert psnr_db(result.sharp, case["sharp"], 12) > psnr_db(case["blurry"], case["sharp"], 12) + 1.5
 
 
 def test_alternating_knobs_are_the_schema_section():
@@ -419,7 +313,7 @@ def test_a_sharp_noisy_photo_is_denoised_not_sharpened():
     psf = result.psf[0, 0, 0]
     assert psf.shape[-1] == 3 and float(psf.max()) == 1.0
     assert any("no_blur_energy" in entry for entry in result.history)
-    assert _psnr(result.sharp, sharp, 12) > _psnr(blurry, sharp, 12)
+    assert psnr_db(result.sharp, sharp, 12) > psnr_db(blurry, sharp, 12)
 
 
 def test_polish_keeps_a_small_kernel_sharp():
@@ -431,7 +325,7 @@ def test_polish_keeps_a_small_kernel_sharp():
 
     kernel = torch.zeros(5, 5)
     kernel[2, 1:4] = torch.tensor([0.1, 0.8, 0.1])
-    big = _photo_case(5, 192, seed=0, noise=0.0)["sharp"]
+    big = photo_case(5, 192, seed=0, noise=0.0)["sharp"]
     noise = torch.randn(big.shape, generator=torch.Generator().manual_seed(0))
     gray = (convolve(big, kernel[None, None]) + 0.01 * noise).clamp(0, 1)
     knobs = dict(weight=final_weight_for(estimate_noise(gray)), alpha=0.8, beta_rate=2.0, beta_max=1024.0)
