@@ -2,7 +2,7 @@
 
 Sharp photos: scikit-image's bundled images (the evaluation set; never used for training), centre
 crops of ``--size``. Each is blurred by a kernel from data/kernels.py (valid convolution of a larger
-crop, so no border artefacts), plus Gaussian noise (σ = 0.01) and 8-bit quantisation. Methods:
+crop, so no border artefacts), plus Gaussian noise (σ = 0.01, ``--noise``) and 8-bit quantisation. Methods:
 the blurry input; ours (``deblurring.run.deblur_image``) with a preset, by default configs/deblur/default.yml,
 what ``deblur.py`` runs by default; ours with the paper preset on the first ``--paper N`` images
 (slow); non-blind Richardson–Lucy and Wiener deconvolution given the TRUE kernel.
@@ -59,13 +59,13 @@ def sharp_photo(name: str, size: int) -> np.ndarray:
     return image[top : top + side, left : left + side]
 
 
-def make_case(name: str, size: int, kernel_size: int, rng: np.random.Generator) -> dict:
-    """One benchmark case: sharp (size²), blurry (size², noisy, 8-bit) and the true kernel."""
+def make_case(name: str, size: int, kernel_size: int, rng: np.random.Generator, noise: float = NOISE_SIGMA) -> dict:
+    """One benchmark case: sharp (size²), blurry (size², Gaussian noise of σ ``noise``, 8-bit) and the true kernel."""
     photo = sharp_photo(name, size + kernel_size - 1)
     r = kernel_size // 2
     big = cv2.resize(photo, (size + 2 * r, size + 2 * r), interpolation=cv2.INTER_AREA)
     kernel = random_kernel(rng, kernel_size, kinds=("shake", "linear", "defocus"), intensity=(0.3, 0.8))
-    blurry = blur_valid(big, kernel) + rng.normal(0.0, NOISE_SIGMA, (size, size, 3)).astype(np.float32)
+    blurry = blur_valid(big, kernel) + rng.normal(0.0, noise, (size, size, 3)).astype(np.float32)
     blurry = np.round(np.clip(blurry, 0, 1) * 255) / 255
     return {
         "name": name,
@@ -225,12 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="override the paper preset (e.g. loss.vgg_weights=PATH)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of kernels, noise and the optimisation")
+    parser.add_argument("--noise", type=float, default=NOISE_SIGMA, help=f"σ of the added noise ({NOISE_SIGMA})")
     args = parser.parse_args(argv)
 
     fast_cfg, args.model, kernel_space, device = load_preset(args)
     rng = np.random.default_rng(args.seed)
     cases = [
-        make_case(n.strip(), args.size, args.kernel_size, rng) for n in args.images.split(",") if n.strip()
+        make_case(n.strip(), args.size, args.kernel_size, rng, args.noise) for n in args.images.split(",") if n.strip()
     ]
     methods: dict[str, Callable[[dict], np.ndarray]] = {
         "blurry": lambda c: c["blurry"],
@@ -281,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# Deblurring benchmark ({args.tag})",
         "",
         f"model `{args.model}`, preset `{args.config}` {' '.join(args.set)}, {len(cases)} skimage photos "
-        f"{args.size}², kernels {args.kernel_size} px (shake/linear/defocus), noise σ={NOISE_SIGMA}, "
+        f"{args.size}², kernels {args.kernel_size} px (shake/linear/defocus), noise σ={args.noise}, "
         f"device {device}, {args.threads} threads",
         "",
         "| method | images | PSNR (dB) | SSIM | s/image |",

@@ -52,6 +52,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from deblurring.kernel_refine import refine_on_support
 from deblurring.nonblind import (
     adjoint_gradients,
     circular_gradients,
@@ -820,6 +821,10 @@ def deblur_alternating(
     kernel, estimate = search_kernel(gray, y_window, clipped, size, o.candidates, thresholds, estimate_for,
                                      polishing, o.select_weight, o.support_gain, report, progress is True)
 
+    if o.refine_rounds and not denoise:  # the PSF re-fitted on its support alone (thinner streaks); not on
+        # noisy inputs, where the fit without a Tikhonov pull follows the noise (σ = 0.01 photos: −0.1 dB)
+        kernel = refine_kernel(y_window, kernel, clipped, final, o.refine_rounds, o.refine_gamma)
+
     # 3. one PSF, or one per cell where that explains the cell better
     psfs = psf_map(kernel, y_full, prefilter, o.cells, o.candidates, estimate, o.select_weight)
     if project is not None:
@@ -915,6 +920,22 @@ def polish_kernel(
     k = least_squares_kernel(restored, target, size, reg=share * reg, weight=weight, project=False,
                              prior=resize_support(kernel, size)[None] / share)[0]
     return project_kernel(k, threshold, min_mass)
+
+
+def refine_kernel(gray: torch.Tensor, kernel: torch.Tensor, clipped: torch.Tensor, knobs: dict[str, float],
+                  rounds: int, gamma: float) -> torch.Tensor:
+    """The PSF (S, S) re-fitted on its support (:func:`deblurring.kernel_refine.refine_on_support`) from
+    the deconvolution of ``gray`` (1, 1, H, W) with it (``knobs``: the final step's weight and alpha),
+    away from clipped lights (:func:`trusted_pixels`) → (S, S). Where so many pixels clip that the
+    mask would leave out too much, the PSF is returned as it is."""
+    size = kernel.shape[-1]
+    keep = trusted_pixels(clipped, 1.0, size)
+    if keep is None and bool(clipped.any()):
+        return kernel
+    kernel, _ = centre_subpixel(kernel)
+    restored = deconvolve(gray, kernel[None, None], weight=knobs["weight"], alpha=knobs["alpha"], margin=size)
+    weight = border_taper(gray.shape[-2:], 2 * size, gray.device) * (1.0 if keep is None else keep)
+    return refine_on_support(restored[0, 0], gray[0, 0], kernel, weight, rounds=rounds, gamma=gamma)
 
 
 def register_and_deconvolve(

@@ -57,6 +57,8 @@ class AlternatingOptions:
     final_beta_max: float
     polish: int
     polish_reg: float
+    refine_rounds: int
+    refine_gamma: float
     estimate_side: int | None
 
     @classmethod

@@ -333,3 +333,22 @@ def test_polish_keeps_a_small_kernel_sharp():
     polished = polish_kernel(gray, resize_support(kernel, 11), clipped, 11, 0.3, 0.1, 0.05, knobs)
     assert float(polished.max()) > 0.7
     assert kernel_similarity(polished, kernel) > 0.98
+
+
+def test_the_refit_on_the_support_thins_a_widened_kernel():
+    """A thin camera-shake kernel widened by a Gaussian (as the Tikhonov kernel step widens streaks) comes
+    back closer to the thin one when re-fitted on its support from the sharp image."""
+    from deblurring.kernel_refine import refine_on_support
+
+    rng = np.random.default_rng(4)
+    kernel = torch.from_numpy(shake_kernel(rng, 21, intensity=1.0))
+    sharp = torch.from_numpy(DeadLeavesSource(texture=False).sample(rng, 160, 160)[..., 0].astype(np.float32))
+    blurry = convolve(sharp[None, None], kernel[None, None])[0, 0]
+    t = torch.arange(-2, 3, dtype=torch.float32)
+    gauss = torch.exp(-t.square() / 2)
+    wide = convolve(kernel[None, None], (gauss[:, None] * gauss[None, :] / gauss.sum() ** 2)[None, None])[0, 0]
+    wide = torch.where(wide > 0.05 * wide.max(), wide, torch.zeros_like(wide))
+    wide = wide / wide.sum()
+    refit = refine_on_support(sharp, blurry, wide)
+    assert refit.shape == kernel.shape and float(refit.min()) >= 0 and abs(float(refit.sum()) - 1) < 1e-5
+    assert kernel_similarity(refit, kernel) > max(0.95, kernel_similarity(wide, kernel) + 0.05)
