@@ -80,7 +80,7 @@ def test_levin_protocol_and_bench_smoke(tmp_path):
 
     truth = np.random.default_rng(0).uniform(0, 255, (60, 60))
     shifted = np.roll(truth, (2, -3), axis=(0, 1))
-    psnr, shift = levin.levinpsnr_db(shifted, truth)
+    psnr, shift = levin.levin_psnr(shifted, truth)
     assert psnr > 80 and shift == (2.0, -3.0)  # the estimate is sampled at p + shift
     if not (levin.LEVIN_DIR / "im1_kernel5_img.png").exists():
         pytest.skip("the Levin benchmark files are not here")
