@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.psf_ops import border_taper, forward_differences
+from models.psf_ops import border_taper, gradient_spectra
 
 
 def _correlations(sharp: torch.Tensor, blurry: torch.Tensor, size: int, weight: torch.Tensor
@@ -24,25 +24,20 @@ def _correlations(sharp: torch.Tensor, blurry: torch.Tensor, size: int, weight: 
     below ``size`` ((2·size − 1)², lag 0 at the centre) and their cross-correlation with the blurry ones
     on the kernel frame ((size, size), the PSF's centre at the centre)."""
     h, w = sharp.shape[-2:]
-    den = num = 0
-    for gx, gy in zip(forward_differences(sharp.float()), forward_differences(blurry.float())):
-        fx, fy = torch.fft.rfft2(gx * weight), torch.fft.rfft2(gy * weight)
-        den = den + fx.real.square() + fx.imag.square()
-        num = num + fx.conj() * fy
+    num, den = gradient_spectra(sharp.float(), blurry.float(), weight)
     r, lag = size // 2, size - 1
     auto = torch.roll(torch.fft.irfft2(den, s=(h, w)), (lag, lag), (-2, -1))[: 2 * lag + 1, : 2 * lag + 1]
     cross = torch.roll(torch.fft.irfft2(num, s=(h, w)), (r, r), (-2, -1))[:size, :size]
     return auto, cross
 
 
-def _conjugate_gradients(auto: torch.Tensor, reweight: torch.Tensor, support: torch.Tensor, rhs: torch.Tensor,
+def _conjugate_gradients(auto_f: torch.Tensor, reweight: torch.Tensor, support: torch.Tensor, rhs: torch.Tensor,
                          start: torch.Tensor, iterations: int) -> torch.Tensor:
     """``iterations`` conjugate-gradient steps on (A + diag(reweight)) v = rhs over the ``support`` (S, S),
-    A v the correlation of v with ``auto`` (the gradients' autocorrelation, symmetric, so a convolution:
-    by FFT on a (3S − 2)² grid, which holds it without wrapping) → v (S, S)."""
+    A v the correlation of v with the gradients' autocorrelation (symmetric, so a convolution: by FFT on a
+    (3S − 2)² grid, which holds it without wrapping; ``auto_f`` its rfft2 there) → v (S, S)."""
     size = start.shape[-1]
     grid = (3 * size - 2,) * 2
-    auto_f = torch.fft.rfft2(auto, s=grid)
 
     def normal(v: torch.Tensor) -> torch.Tensor:
         full = torch.fft.irfft2(torch.fft.rfft2(v, s=grid) * auto_f, s=grid)
@@ -77,11 +72,12 @@ def refine_on_support(
         weight = border_taper(sharp.shape[-2:], 2 * size, sharp.device)
     auto, cross = (c.double() for c in _correlations(sharp, blurry, size, weight))  # CG in float64: well-defined
     energy = float(auto[size - 1, size - 1]) / size**2  # the gradients' energy per kernel entry
+    auto_f = torch.fft.rfft2(auto, s=(3 * size - 2,) * 2)  # once: every reweighting solves with it
     support = F.max_pool2d((kernel > 0).float()[None, None], 2 * grow + 1, 1, grow)[0, 0] > 0
     k = kernel.double().clone()
     for _ in range(rounds):
         reweight = gamma * energy * (k.abs() + 1e-3 * float(k.max())).pow(p - 2)
-        k = _conjugate_gradients(auto, reweight, support, cross * support, k * support, iterations).clamp_min(0)
+        k = _conjugate_gradients(auto_f, reweight, support, cross * support, k * support, iterations).clamp_min(0)
         support = support & (k > 0)
         if float(k.sum()) <= 0:
             return kernel

@@ -142,6 +142,20 @@ def project_psf(kernel: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
     return torch.where(total > 0, k / total.clamp_min(1e-12), delta)
 
 
+def gradient_spectra(sharp: torch.Tensor, blur: torch.Tensor, weight: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of the forward differences of sharp and blur (..., H, W), each times ``weight`` (H, W): the summed
+    cross-spectrum ``Σ_d conj(∂_d X) ∂_d Y`` and power spectrum ``Σ_d |∂_d X|²`` (rfft2, (..., H, W//2 + 1))."""
+    num = 0
+    den = 0
+    for gx, gy in zip(forward_differences(sharp), forward_differences(blur)):
+        fx = torch.fft.rfft2(gx * weight)
+        fy = torch.fft.rfft2(gy * weight)
+        num = num + fx.conj() * fy
+        den = den + fx.real.square() + fx.imag.square()
+    return num, den
+
+
 def least_squares_kernel(
     sharp: torch.Tensor,
     blur: torch.Tensor,
@@ -170,15 +184,7 @@ def least_squares_kernel(
     h, w = sharp.shape[-2:]
     if weight is None:
         weight = border_taper((h, w), 2 * size, sharp.device, sharp.dtype)
-    x = sharp.float().mean(dim=1)
-    y = blur.float().mean(dim=1)
-    num = 0
-    den = 0
-    for gx, gy in zip(forward_differences(x), forward_differences(y)):
-        fx = torch.fft.rfft2(gx * weight)
-        fy = torch.fft.rfft2(gy * weight)
-        num = num + fx.conj() * fy
-        den = den + fx.real.square() + fx.imag.square()
+    num, den = gradient_spectra(sharp.float().mean(dim=1), blur.float().mean(dim=1), weight)
     energy = den.mean(dim=(-2, -1), keepdim=True) if prior_energy is None else prior_energy.view(-1, 1, 1)
     r = size // 2
     if prior is not None:
