@@ -518,7 +518,7 @@ def estimate_kernel(
     return kernel
 
 
-def final_weight_for(sigma: float, final_weight: float | None = None, final_noise_scale: float = 46.0) -> float:
+def final_weight_for(sigma: float, final_weight: float | None = None, final_noise_scale: float = 69.0) -> float:
     """Data weight of the final non-blind step for noise σ: ``final_weight`` if given, else
     ``final_noise_scale / σ^(2/3)`` clamped to [200, 5000]."""
     if final_weight is not None:
@@ -531,19 +531,22 @@ def final_deconvolution(
     psf: torch.Tensor,  # (S, S)
     *,
     final_weight: float | None = None,
-    final_noise_scale: float = 46.0,
+    final_noise_scale: float = 69.0,
     final_alpha: float = 0.8,
     final_beta_rate: float = 2.0,
     final_beta_max: float = 1024.0,
+    final_second_order: float = 0.25,
 ) -> torch.Tensor:
     """The final step of :func:`deblur_alternating` given a PSF → sharp (1, C, H, W) in [0, 1], not
     registered: hyper-Laplacian deconvolution (:func:`deblurring.nonblind.deconvolve`) with the data
-    weight of :func:`final_weight_for` at the noise estimated from ``blurry``, clipped pixels trusted
-    only as lower bounds (:func:`deblurring.nonblind.clipped_mask`)."""
+    weight of :func:`final_weight_for` at the noise estimated from ``blurry``, an L1 prior of weight
+    ``final_second_order`` on the second differences, clipped pixels trusted only as lower bounds
+    (:func:`deblurring.nonblind.clipped_mask`)."""
     y = blurry.detach().float().cpu().clamp(0, 1)
     weight = final_weight if final_weight is not None else final_weight_for(estimate_noise(y), None, final_noise_scale)
     return deconvolve(y, psf.float()[None, None], weight=weight, alpha=final_alpha, beta_rate=final_beta_rate,
-                      beta_max=final_beta_max, margin=psf.shape[-1], clipped=clipped_mask(y))
+                      beta_max=final_beta_max, margin=psf.shape[-1], clipped=clipped_mask(y),
+                      second_order=final_second_order)
 
 
 def estimation_window(gray: torch.Tensor, side: int | None) -> tuple[slice, slice]:
@@ -803,7 +806,7 @@ def deblur_alternating(
     y_window, clipped, sigma = window.gray, window.clipped, window.sigma
     prefilter, thresholds, denoise = _noise_adaptive(sigma, o.prefilter, o.kernel_threshold)
     final = dict(weight=final_weight_for(sigma, o.final_weight, o.final_noise_scale), alpha=o.final_alpha,
-                 beta_rate=o.final_beta_rate, beta_max=o.final_beta_max)
+                 beta_rate=o.final_beta_rate, beta_max=o.final_beta_max, second_order=o.final_second_order)
 
     # 2. the kernel: every candidate under every threshold, polished, at the size limit (search_kernel)
     project = None
@@ -955,6 +958,7 @@ def register_and_deconvolve(
     moved = [centre_subpixel(k) for k in psfs[0].flatten(0, 1)]
     offsets = torch.tensor([offset for _, offset in moved]).view(gh, gw, 2)
     sharp = deconvolve_cells(blurry, psfs, offsets=offsets, weight=knobs["final_weight"], alpha=knobs["final_alpha"],
-                             beta_rate=knobs["final_beta_rate"], beta_max=knobs["final_beta_max"], margin=s)
+                             beta_rate=knobs["final_beta_rate"], beta_max=knobs["final_beta_max"], margin=s,
+                             second_order=knobs["final_second_order"])
     psfs = torch.stack([k for k, _ in moved]).view(1, gh, gw, s, s)
     return sharp, psfs, blur_cells(sharp, psfs).clamp(0, 1)

@@ -114,6 +114,22 @@ def circular_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dx, dy
 
 
+def second_differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Circular second differences of (..., H, W): (∂xx, ∂yy, ∂xy) → three tensors shaped like ``x``;
+    ∂xy is the forward difference along W of the forward difference along H."""
+    xx = torch.roll(x, 1, -1) - 2 * x + torch.roll(x, -1, -1)
+    yy = torch.roll(x, 1, -2) - 2 * x + torch.roll(x, -1, -2)
+    xy = circular_gradients(circular_gradients(x)[1])[0]
+    return xx, yy, xy
+
+
+def adjoint_second_differences(xx: torch.Tensor, yy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """The adjoint of :func:`second_differences` applied to (∂xx, ∂yy, ∂xy) fields → one tensor."""
+    zero = torch.zeros_like(xy)
+    cross = adjoint_gradients(zero, adjoint_gradients(xy, zero))  # ∂xyᵀ = Dyᵀ Dxᵀ
+    return second_differences(xx)[0] + second_differences(yy)[1] + cross  # ∂xx and ∂yy are symmetric
+
+
 def _shrink_newton(v: torch.Tensor, beta: float, alpha: float, newton_steps: int = 8) -> torch.Tensor:
     """Per-element ``argmin_w |w|^α + β/2 (w − v)²`` for 0 < α < 1 by Newton's method from w = |v|
     (monotone: the stationarity condition is convex in w), compared with w = 0 → shaped like ``v``."""
@@ -229,6 +245,7 @@ def deconvolve(
     fill_border: bool = True,
     clipped: torch.Tensor | None = None,
     clamp: bool = True,
+    second_order: float = 0.0,
 ) -> torch.Tensor:
     """Non-blind hyper-Laplacian deconvolution with one PSF per image → (B, C, H, W), clipped to [0, 1]
     (unless not ``clamp``: a light brighter than white then keeps the brightness its blur says it has).
@@ -242,6 +259,9 @@ def deconvolve(
     ``clipped`` (B, C, H, W) bool marks saturated pixels (:func:`clipped_mask`): their true value is
     at least the recorded one, so there the data term only pulls ``k ⊛ x`` up to ``y``, never down
     (a one-sided data term, after Whyte et al. 2014): a light that clipped does not ring.
+    ``second_order`` > 0 adds ``second_order · Σ |∂²x|`` over the second differences ∂xx, ∂yy, ∂xy
+    (:func:`second_differences`; an L1 prior, soft-thresholded in the same splitting): smooth ramps and
+    shading keep their shape where first differences alone make them staircases.
     """
     if psf.dim() == 2:
         psf = psf[None, None]
@@ -251,7 +271,7 @@ def deconvolve(
     b, c, h, w = blurry.shape
     if c > 1:  # independent problems, one per channel: spread over the thread pool (utils.threads)
         knobs = dict(weight=weight, alpha=alpha, beta_start=beta_start, beta_rate=beta_rate, beta_max=beta_max,
-                     margin=margin, fill_border=fill_border, clamp=clamp)
+                     margin=margin, fill_border=fill_border, clamp=clamp, second_order=second_order)
 
         def channel(i: int) -> torch.Tensor:
             return deconvolve(blurry[:, i:i + 1], psf[:, i:i + 1] if psf.shape[1] > 1 else psf, **knobs,
@@ -264,6 +284,9 @@ def deconvolve(
     otf = psf_to_otf(psf.float().to(y.device), size)
     gx, gy = gradient_otfs(size, y.device)
     grad_energy = gx.abs().square() + gy.abs().square()
+    if second_order > 0:  # |OTF|² of ∂xx, ∂yy, ∂xy: |gx|⁴, |gy|⁴, |gx|²|gy|²
+        ex, ey = gx.abs().square(), gy.abs().square()
+        grad_energy = grad_energy + second_order * (ex.square() + ey.square() + ex * ey)
     spectrum = torch.fft.rfft2(y)  # of the current estimate x
     numerator = weight * otf.conj() * spectrum
     kernel_energy = weight * otf.abs().square()
@@ -280,6 +303,9 @@ def deconvolve(
             numerator = weight * otf.conj() * torch.fft.rfft2(data)
         dx, dy = circular_gradients(x)
         shrunk = adjoint_gradients(hyper_laplacian_shrink(dx, beta, alpha), hyper_laplacian_shrink(dy, beta, alpha))
+        if second_order > 0:
+            soft = [hyper_laplacian_shrink(d, beta, 1.0) for d in second_differences(x)]
+            shrunk = shrunk + second_order * adjoint_second_differences(*soft)
         spectrum = (numerator + beta * torch.fft.rfft2(shrunk)) / (kernel_energy + beta * grad_energy)
         x = torch.fft.irfft2(spectrum, s=size)
         beta *= beta_rate

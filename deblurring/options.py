@@ -55,6 +55,7 @@ class AlternatingOptions:
     final_alpha: float
     final_beta_rate: float
     final_beta_max: float
+    final_second_order: float
     polish: int
     polish_reg: float
     refine_rounds: int
@@ -93,3 +94,5 @@ class AlternatingOptions:
         values = threshold if isinstance(threshold, (list, tuple)) else [threshold]
         if threshold is not None and (not values or any(not _number(v) or not 0 <= v < 1 for v in values)):
             fail("kernel_threshold", "null, a number in [0, 1) or a non-empty list of them")
+        if not _number(self.final_second_order) or self.final_second_order < 0:
+            fail("final_second_order", "a number >= 0")
