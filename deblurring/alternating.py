@@ -23,8 +23,8 @@ The classical MAP scheme of the fast blind methods (Cho & Lee 2009; Xu, Zheng & 
    cell with half a cell around it; a cell keeps its own PSF where it explains its window better
    (lower L0 energy) than the whole image's PSF.
 4. The sharp image is the non-blind hyper-Laplacian deconvolution of the full-resolution input,
-   every channel, with the PSF (map) found (:mod:`deblurring.nonblind`); its data weight follows the
-   noise level estimated from the input. The PSF is first re-estimated from that deconvolution
+   every channel, with the PSF (map) found (:mod:`deblurring.nonblind`; an L1 term on the second
+   differences keeps shading smooth); its data weight follows the noise level estimated from the input. The PSF is first re-estimated from that deconvolution
    (``polish``). It is kept only where it explains the input better than no blur at
    all (a delta: a sharp or barely blurred photo is denoised, not sharpened by a wrong kernel).
    Registration: a blind estimate is defined up to a translation (k moved by −d, x by +d); the PSF's
