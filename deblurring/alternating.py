@@ -24,7 +24,8 @@ The classical MAP scheme of the fast blind methods (Cho & Lee 2009; Xu, Zheng & 
    (lower L0 energy) than the whole image's PSF.
 4. The sharp image is the non-blind hyper-Laplacian deconvolution of the full-resolution input,
    every channel, with the PSF (map) found (:mod:`deblurring.nonblind`; an L1 term on the second
-   differences keeps shading smooth); its data weight follows the noise level estimated from the input. The PSF is first re-estimated from that deconvolution
+   differences keeps shading smooth); its data weight follows the noise level estimated from the input.
+   The PSF is first re-estimated from that deconvolution
    (``polish``). It is kept only where it explains the input better than no blur at
    all (a delta: a sharp or barely blurred photo is denoised, not sharpened by a wrong kernel).
    Registration: a blind estimate is defined up to a translation (k moved by −d, x by +d); the PSF's
@@ -518,12 +519,17 @@ def estimate_kernel(
     return kernel
 
 
-def final_weight_for(sigma: float, final_weight: float | None = None, final_noise_scale: float = 69.0) -> float:
+FINAL_WEIGHTS = (200.0, 10000.0)  # the range of the final step's data weight when it follows the noise
+
+
+def final_weight_for(sigma: float, final_weight: float | None = None, final_noise_scale: float = 12.5,
+                     final_noise_power: float = 1.0) -> float:
     """Data weight of the final non-blind step for noise σ: ``final_weight`` if given, else
-    ``final_noise_scale / σ^(2/3)`` clamped to [200, 5000]."""
+    ``final_noise_scale / σ^final_noise_power`` clamped to :data:`FINAL_WEIGHTS`."""
     if final_weight is not None:
         return float(final_weight)
-    return float(min(5000.0, max(200.0, final_noise_scale / max(sigma, 1e-4) ** (2 / 3))))
+    low, high = FINAL_WEIGHTS
+    return float(min(high, max(low, final_noise_scale / max(sigma, 1e-4) ** final_noise_power)))
 
 
 def final_deconvolution(
@@ -531,9 +537,10 @@ def final_deconvolution(
     psf: torch.Tensor,  # (S, S)
     *,
     final_weight: float | None = None,
-    final_noise_scale: float = 69.0,
+    final_noise_scale: float = 12.5,
+    final_noise_power: float = 1.0,
     final_alpha: float = 0.8,
-    final_beta_rate: float = 2.0,
+    final_beta_rate: float = 1.19,
     final_beta_max: float = 1024.0,
     final_second_order: float = 0.25,
 ) -> torch.Tensor:
@@ -543,7 +550,7 @@ def final_deconvolution(
     ``final_second_order`` on the second differences, clipped pixels trusted only as lower bounds
     (:func:`deblurring.nonblind.clipped_mask`)."""
     y = blurry.detach().float().cpu().clamp(0, 1)
-    weight = final_weight if final_weight is not None else final_weight_for(estimate_noise(y), None, final_noise_scale)
+    weight = final_weight_for(estimate_noise(y), final_weight, final_noise_scale, final_noise_power)
     return deconvolve(y, psf.float()[None, None], weight=weight, alpha=final_alpha, beta_rate=final_beta_rate,
                       beta_max=final_beta_max, margin=psf.shape[-1], clipped=clipped_mask(y),
                       second_order=final_second_order)
@@ -805,8 +812,10 @@ def deblur_alternating(
     window = measure(y_full, o.estimate_side, o.psf_size, report)
     y_window, clipped, sigma = window.gray, window.clipped, window.sigma
     prefilter, thresholds, denoise = _noise_adaptive(sigma, o.prefilter, o.kernel_threshold)
-    final = dict(weight=final_weight_for(sigma, o.final_weight, o.final_noise_scale), alpha=o.final_alpha,
+    weight = final_weight_for(sigma, o.final_weight, o.final_noise_scale, o.final_noise_power)
+    final = dict(weight=weight, alpha=o.final_alpha,
                  beta_rate=o.final_beta_rate, beta_max=o.final_beta_max, second_order=o.final_second_order)
+    polish_knobs = {**final, "beta_rate": o.polish_beta_rate}  # the polish's deconvolutions: a coarser continuation
 
     # 2. the kernel: every candidate under every threshold, polished, at the size limit (search_kernel)
     project = None
@@ -819,7 +828,7 @@ def deblur_alternating(
         estimate_kernel, scale_ratio=o.scale_ratio, iterations=o.iterations, l0_decay=o.l0_decay,
         l0_min=o.l0_min, l0_beta_max=o.l0_beta_max, kernel_reg=o.kernel_reg, kernel_min_mass=o.kernel_min_mass,
         edge_select=o.edge_select, edge_window=o.edge_window, project=project, report=report)
-    polishing = Polish(o.polish, o.polish_reg, denoise, o.kernel_min_mass, prefilter, final)
+    polishing = Polish(o.polish, o.polish_reg, denoise, o.kernel_min_mass, prefilter, polish_knobs)
     size = size_limit(window.limit, o.support_start, o.support_step, min(y_window.shape[-2:]) // SUPPORT_REACH)
     kernel, estimate = search_kernel(gray, y_window, clipped, size, o.candidates, thresholds, estimate_for,
                                      polishing, o.select_weight, o.support_gain, report, progress is True)

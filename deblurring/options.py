@@ -52,12 +52,14 @@ class AlternatingOptions:
     space_projection: bool
     final_weight: float | None
     final_noise_scale: float
+    final_noise_power: float
     final_alpha: float
     final_beta_rate: float
     final_beta_max: float
     final_second_order: float
     polish: int
     polish_reg: float
+    polish_beta_rate: float
     refine_rounds: int
     refine_gamma: float
     estimate_side: int | None
@@ -94,5 +96,8 @@ class AlternatingOptions:
         values = threshold if isinstance(threshold, (list, tuple)) else [threshold]
         if threshold is not None and (not values or any(not _number(v) or not 0 <= v < 1 for v in values)):
             fail("kernel_threshold", "null, a number in [0, 1) or a non-empty list of them")
+        for key in ("final_beta_rate", "polish_beta_rate"):
+            if not _number(getattr(self, key)) or getattr(self, key) <= 1:
+                fail(key, "a number > 1")
         if not _number(self.final_second_order) or self.final_second_order < 0:
             fail("final_second_order", "a number >= 0")

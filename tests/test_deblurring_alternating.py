@@ -352,3 +352,20 @@ def test_the_refit_on_the_support_thins_a_widened_kernel():
     refit = refine_on_support(sharp, blurry, wide)
     assert refit.shape == kernel.shape and float(refit.min()) >= 0 and abs(float(refit.sum()) - 1) < 1e-5
     assert kernel_similarity(refit, kernel) > max(0.95, kernel_similarity(wide, kernel) + 0.05)
+
+
+def test_final_step_defaults_are_the_schema_defaults():
+    """final_deconvolution and final_weight_for (used on their own by bench/levin.py --true-kernel) default
+    to what configs/defaults/deblur.yml sets for the alternating route."""
+    import inspect
+
+    from deblurring.alternating import final_deconvolution, final_weight_for
+    from deblurring.options import AlternatingOptions
+
+    schema = AlternatingOptions.from_knobs({})
+    defaults = {n: p.default for n, p in inspect.signature(final_deconvolution).parameters.items()
+                if n.startswith("final_")}
+    assert defaults == {n: getattr(schema, n) for n in defaults}
+    rule = inspect.signature(final_weight_for).parameters
+    assert (rule["final_noise_scale"].default, rule["final_noise_power"].default) == \
+        (schema.final_noise_scale, schema.final_noise_power)
