@@ -114,20 +114,22 @@ def circular_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dx, dy
 
 
+def _second_difference(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Circular central second difference x[n − 1] − 2x[n] + x[n + 1] along ``dim`` (symmetric: its own adjoint)."""
+    return torch.roll(x, 1, dim) - 2 * x + torch.roll(x, -1, dim)
+
+
 def second_differences(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Circular second differences of (..., H, W): (∂xx, ∂yy, ∂xy) → three tensors shaped like ``x``;
     ∂xy is the forward difference along W of the forward difference along H."""
-    xx = torch.roll(x, 1, -1) - 2 * x + torch.roll(x, -1, -1)
-    yy = torch.roll(x, 1, -2) - 2 * x + torch.roll(x, -1, -2)
-    xy = circular_gradients(circular_gradients(x)[1])[0]
-    return xx, yy, xy
+    return _second_difference(x, -1), _second_difference(x, -2), circular_gradients(circular_gradients(x)[1])[0]
 
 
 def adjoint_second_differences(xx: torch.Tensor, yy: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """The adjoint of :func:`second_differences` applied to (∂xx, ∂yy, ∂xy) fields → one tensor."""
     zero = torch.zeros_like(xy)
     cross = adjoint_gradients(zero, adjoint_gradients(xy, zero))  # ∂xyᵀ = Dyᵀ Dxᵀ
-    return second_differences(xx)[0] + second_differences(yy)[1] + cross  # ∂xx and ∂yy are symmetric
+    return _second_difference(xx, -1) + _second_difference(yy, -2) + cross
 
 
 def _shrink_newton(v: torch.Tensor, beta: float, alpha: float, newton_steps: int = 8) -> torch.Tensor:
