@@ -21,6 +21,7 @@ partition of unity (:func:`models.psf_ops.cell_weights`) that blends the blur.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -150,33 +151,45 @@ def _shrink_newton(v: torch.Tensor, beta: float, alpha: float, newton_steps: int
     return torch.where(keep, w * torch.sign(v), torch.zeros_like(v))
 
 
+UNIT_TABLE_TOP = 256.0  # the β-free lookup table of hyper_laplacian_shrink covers |v| / s in [0, this]
+UNIT_TABLE_POINTS = 65536
+
+
+@functools.lru_cache(maxsize=16)
+def _unit_shrink_table(alpha: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The minimiser of ``|u|^α + ½ (u − t)²`` on :data:`UNIT_TABLE_POINTS` values of t from 0 to
+    :data:`UNIT_TABLE_TOP`, as (points − 1, 2): both ends of every interval (computed once per α)."""
+    grid = torch.linspace(0.0, UNIT_TABLE_TOP, UNIT_TABLE_POINTS, dtype=torch.float64, device=device)
+    table = _shrink_newton(grid, 1.0, alpha).to(dtype)
+    return torch.stack([table[:-1], table[1:]], dim=1)
+
+
 def hyper_laplacian_shrink(v: torch.Tensor, beta: float, alpha: float, points: int = 16384) -> torch.Tensor:
     """Per-element ``argmin_w |w|^α + β/2 (w − v)²`` for 0 < α ≤ 1 → a tensor shaped like ``v``.
 
-    α = 1 is soft thresholding. For α < 1 the minimiser depends on |v| only: it is solved exactly
-    (Newton, :func:`_shrink_newton`) on ``points`` values of |v| from 0 to max |v| and read off that
-    table by linear interpolation (Krishnan & Fergus 2009's lookup table; within 1e-7 of the exact
-    solve and ~8× faster on large images). The elements between the table's last zero and its first
-    non-zero entry (the jump of the minimiser) are solved exactly.
+    α = 1 is soft thresholding. For α < 1 the minimiser depends on |v| only, and on β only through a
+    scale: with ``s = β^(−1/(2−α))``, ``w(v) = s · u(v / s)`` where u is the minimiser at β = 1. So u
+    is solved exactly once per α (Newton, :func:`_shrink_newton`) on a table of t = |v| / s in
+    [0, :data:`UNIT_TABLE_TOP`] and read off by linear interpolation (Krishnan & Fergus 2009's lookup
+    table, without a new table per β: within 1e-5 of the exact solve). Tensors of at most ``points``
+    elements, the elements beyond the table, and those in the interval where the minimiser jumps from 0
+    are solved exactly.
     """
     if alpha >= 1:
         return torch.sign(v) * (v.abs() - 1.0 / beta).clamp_min(0)
     if v.numel() <= points:
         return _shrink_newton(v, beta, alpha)
+    scale = beta ** (-1.0 / (2.0 - alpha))
     a = v.abs()
-    top = float(a.max())
-    if top == 0.0:
-        return torch.zeros_like(v)
-    grid = torch.linspace(0.0, top, points, dtype=torch.float64, device=v.device)
-    table = _shrink_newton(grid, beta, alpha).to(v.dtype)
-    ends = torch.stack([table[:-1], table[1:]], dim=1)  # (points − 1, 2): both ends of every interval
-    position = a.flatten() * ((points - 1) / top)
-    index = position.long().clamp_(max=points - 2)
+    ends = _unit_shrink_table(float(alpha), v.dtype, v.device)
+    last = ends.shape[0] - 1  # the last interval's index
+    position = a.flatten() * ((last + 1) / (UNIT_TABLE_TOP * scale))
+    index = position.long().clamp_(max=last)
     low, high = torch.index_select(ends, 0, index).unbind(1)
-    w = torch.lerp(low, high, position - index)
-    jump = (low == 0) & (high > 0)  # the interval where the minimiser jumps from 0: solved exactly
-    if bool(jump.any()):
-        w[jump] = _shrink_newton(a.flatten()[jump], beta, alpha)
+    w = torch.lerp(low, high, position - index).mul_(scale)
+    exact = ((low == 0) & (high > 0)) | (position > last + 1)  # the jump from 0, and beyond the table
+    if bool(exact.any()):
+        w[exact] = _shrink_newton(a.flatten()[exact], beta, alpha)
     return w.view_as(v).copysign(v)
 
 

@@ -30,6 +30,20 @@ def test_shrink_solves_the_scalar_problem():
         assert torch.all(mine <= best + 1e-4)
 
 
+def test_shrink_table_matches_the_exact_solve():
+    # large tensors read one β-free table (w = s·u(v/s)); it must agree with the exact per-element solve
+    from deblurring.nonblind import _shrink_newton
+
+    v = torch.randn(200, 200, generator=torch.Generator().manual_seed(0)) * 0.2
+    v[0, :100] = torch.linspace(-4, 4, 100)  # beyond the table at large β
+    for alpha in (0.8, 0.5):
+        for beta in (1.0, 7.3, 300.0, 1e5):
+            w = hyper_laplacian_shrink(v, beta, alpha)
+            exact = _shrink_newton(v.double(), beta, alpha).float()
+            assert float((w - exact).abs().max()) < 1e-5, (alpha, beta)
+            assert torch.equal(w == 0, exact == 0)
+
+
 def test_nonblind_objective_decreases_and_deblurs(synthetic):
     y, k, x_true = synthetic["blurry"], synthetic["kernel"], synthetic["sharp"]
     energies = [hyper_laplacian_energy(y, y, k, weight=3000, alpha=0.8)]
