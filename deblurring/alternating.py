@@ -60,6 +60,7 @@ from deblurring.nonblind import (
     clipped_mask,
     deconvolve,
     deconvolve_cells,
+    deconvolve_tiled,
     estimate_noise,
     extend_periodic,
     fft_size,
@@ -543,17 +544,20 @@ def final_deconvolution(
     final_beta_rate: float = 1.19,
     final_beta_max: float = 1024.0,
     final_second_order: float = 0.25,
+    final_tile: int | None = 1024,
 ) -> torch.Tensor:
     """The final step of :func:`deblur_alternating` given a PSF → sharp (1, C, H, W) in [0, 1], not
     registered: hyper-Laplacian deconvolution (:func:`deblurring.nonblind.deconvolve`) with the data
     weight of :func:`final_weight_for` at the noise estimated from ``blurry``, an L1 prior of weight
     ``final_second_order`` on the second differences, clipped pixels trusted only as lower bounds
-    (:func:`deblurring.nonblind.clipped_mask`)."""
+    (:func:`deblurring.nonblind.clipped_mask`); a photo larger than ``final_tile`` px on a side in
+    overlapping tiles of that side (:func:`deblurring.nonblind.deconvolve_tiled`)."""
     y = blurry.detach().float().cpu().clamp(0, 1)
-    weight = final_weight_for(estimate_noise(y), final_weight, final_noise_scale, final_noise_power)
-    return deconvolve(y, psf.float()[None, None], weight=weight, alpha=final_alpha, beta_rate=final_beta_rate,
-                      beta_max=final_beta_max, margin=psf.shape[-1], clipped=clipped_mask(y),
-                      second_order=final_second_order)
+    sigma = estimate_noise(y) if final_weight is None else 0.0  # (a whole 12-MP photo's noise costs GBs)
+    weight = final_weight_for(sigma, final_weight, final_noise_scale, final_noise_power)
+    return deconvolve_tiled(y, psf.float()[None, None], final_tile, weight=weight, alpha=final_alpha,
+                            beta_rate=final_beta_rate, beta_max=final_beta_max, margin=psf.shape[-1],
+                            clipped=clipped_mask(y), second_order=final_second_order)
 
 
 def estimation_window(gray: torch.Tensor, side: int | None) -> tuple[slice, slice]:
@@ -843,7 +847,7 @@ def deblur_alternating(
         psfs = _project_to_space(psfs, kernel_space)
 
     # 4. the final deconvolution, registered with the input
-    knobs = {f"final_{key}": value for key, value in final.items()}
+    knobs = {**{f"final_{key}": value for key, value in final.items()}, "final_tile": o.final_tile}
     sharp, psfs, reblurred = register_and_deconvolve(y_full, psfs, knobs)
     code = None if kernel_space is None else code_of_psfs(psfs, kernel_space)
     report({"final_weight": final["weight"]})

@@ -57,6 +57,7 @@ class AlternatingOptions:
     final_beta_rate: float
     final_beta_max: float
     final_second_order: float
+    final_tile: int | None
     polish: int
     polish_reg: float
     polish_beta_rate: float
@@ -101,3 +102,5 @@ class AlternatingOptions:
                 fail(key, "a number > 1")
         if not _number(self.final_second_order) or self.final_second_order < 0:
             fail("final_second_order", "a number >= 0")
+        if self.final_tile is not None and (not isinstance(self.final_tile, int) or self.final_tile < 64):
+            fail("final_tile", "null or an integer >= 64")

@@ -11,10 +11,12 @@ from deblurring.nonblind import (
     clipped_mask,
     deconvolve,
     deconvolve_cells,
+    deconvolve_tiled,
     hyper_laplacian_energy,
     hyper_laplacian_shrink,
     second_differences,
     shift_image,
+    tile_spans,
 )
 from models.psf_ops import convolve
 
@@ -119,3 +121,26 @@ def test_onesided_data_term_at_clipped_pixels():
     plain = deconvolve(y, k, **knobs)
     onesided = deconvolve(y, k, **knobs, clipped=mask)
     assert psnr_db(onesided, case["sharp"], 10) > psnr_db(plain, case["sharp"], 10)
+
+
+def test_tile_spans_share_every_pixel_out():
+    for length, tile, reach in ((1000, 256, 40), (257, 256, 10), (100, 256, 8), (513, 100, 30)):
+        total = torch.zeros(length)
+        for start, stop, weight in tile_spans(length, tile, reach):
+            assert 0 <= start < stop <= length and weight.shape == (stop - start,)
+            total[start:stop] += weight
+        assert torch.allclose(total, torch.ones(length), atol=1e-6), (length, tile)
+    assert len(tile_spans(100, 256, 8)) == 1
+
+
+def test_tiled_deconvolution_matches_the_whole_image():
+    # the final step of a large photo runs in overlapping tiles: seams must not show (clipped lights too)
+    case = photo_case(9, 200, 0, lights=True)
+    y, k = case["blurry"], case["kernel"]
+    knobs = dict(weight=2000.0, beta_rate=2.0, beta_max=256.0, margin=9, clipped=clipped_mask(y), second_order=0.25)
+    whole = deconvolve(y, k, **knobs)
+    tiled = deconvolve_tiled(y, k, 64, **knobs)
+    assert tiled.shape == whole.shape
+    assert abs(psnr_db(tiled, case["sharp"], 8) - psnr_db(whole, case["sharp"], 8)) < 0.05
+    assert float((tiled - whole).abs().mean()) < 2e-3
+    assert torch.equal(deconvolve_tiled(y, k, 256, **knobs), whole)  # one tile: the whole deconvolution
