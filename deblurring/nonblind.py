@@ -335,7 +335,8 @@ def tile_spans(length: int, tile: int, reach: int) -> list[tuple[int, int, torch
     """Overlapping tiles of one axis of ``length`` px: cores of at most ``tile`` px, each window grown
     by ``reach`` px on both sides (cut to the axis) → [(start, stop, weight)], ``weight`` (stop − start,)
     the tile's share of each pixel of its window: linear ramps ``reach`` px wide centred on the core
-    boundaries, 1 in between (and out to the axis' ends), 0 in the outer half-ramp; the shares sum to 1."""
+    boundaries, 1 in between (and out to the axis' ends), 0 on the outer ``reach`` / 2 px of the window;
+    the shares sum to 1."""
     n = max(1, math.ceil(length / tile))
     bounds = [round(i * length / n) for i in range(n + 1)]
     half = reach / 2
@@ -364,18 +365,18 @@ def deconvolve_tiled(blurry: torch.Tensor, psf: torch.Tensor, tile: int | None, 
     stays that of a photo of one tile: on a 12-megapixel photo the whole-image FFTs and the full-size
     temporaries of every splitting step cost more per pixel and several GB. ``knobs``: those of
     :func:`deconvolve` (``clipped`` (B, C, H, W) bool is cut per tile)."""
-    b, c, h, w = blurry.shape
+    h, w = blurry.shape[-2:]
     if tile is None or (h <= tile and w <= tile):
         return deconvolve(blurry, psf, **knobs)
     s = psf.shape[-1]
     clipped = knobs.pop("clipped", None)
-    out = torch.zeros((b, c, h, w), dtype=torch.float32)
+    out = torch.zeros_like(blurry, dtype=torch.float32)
     reach = TILE_REACH * s
     for top, bottom, wy in tile_spans(h, tile, reach):
         for left, right, wx in tile_spans(w, tile, reach):
             window = (..., slice(top, bottom), slice(left, right))
             part = deconvolve(blurry[window], psf, clipped=None if clipped is None else clipped[window], **knobs)
-            out[window] += wy[:, None] * wx[None, :] * part.float()
+            out[window] += (wy[:, None] * wx[None, :]).to(out) * part.float()
     return out.clamp(0, 1)
 
 
