@@ -1,4 +1,4 @@
-"""Random blur kernels: camera shake, linear motion, defocus disk and Gaussian.
+"""Random blur kernels: camera shake (two models), linear motion, defocus disk and Gaussian.
 
 Every kernel is a float32 ``size × size`` array (``size`` odd), non-negative, summing to 1, with its
 centre of mass at (or, for shake, within a fraction of a pixel of) the central pixel, so that
@@ -13,6 +13,12 @@ restoration from motion blur": the camera position is a 2-D random walk whose ve
 a random (Gaussian) acceleration, a weak pull back towards the start, and rare impulsive jerks that
 reverse the direction abruptly. The continuous path is rasterised by splatting densely spaced
 points bilinearly onto the pixel grid, each weighted by the time the camera spends there.
+
+``trajectory`` is the physical version of the same idea (Boracchi & Foi 2012, Sec. 3): the camera's
+acceleration is a smooth random process over the exposure, its velocity and position are its
+integrals, and the exposure is sampled at equal time steps. Nothing renormalises the speed, so
+where the hand slows down or turns round the streak dwells and is brighter — the bright knots and
+hooks of measured camera-shake kernels (Levin et al. 2009).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-KERNEL_KINDS = ("shake", "linear", "defocus", "gaussian")
+KERNEL_KINDS = ("shake", "linear", "defocus", "gaussian", "trajectory")
+DEFAULT_KINDS = ("shake", "linear", "defocus", "gaussian")  # what random_kernel draws when no kinds are given
 
 
 def _check_size(size: int) -> None:
@@ -151,6 +158,47 @@ def shake_kernel(rng: np.random.Generator, size: int, intensity: float = 1.0) ->
     return _normalise(_fit_and_splat(points, weights, size))
 
 
+def physical_trajectory(rng: np.random.Generator, n_steps: int = 512) -> np.ndarray:
+    """A camera path over one exposure from random acceleration: (n_steps, 2) (x, y) positions at
+    equal time steps, starting at the origin (arbitrary units; the caller scales it).
+
+    The acceleration is white Gaussian noise smoothed over a random share of the exposure (how
+    jittery the hand is), plus a spring pulling back towards the start; the start velocity has a
+    random direction and a log-uniform size relative to the acceleration, so paths range from
+    nearly straight streaks to hooks and loops that stop and turn round (dwell points).
+    """
+    dt = 1.0 / (n_steps - 1)
+    smooth = rng.uniform(0.03, 0.25) * n_steps  # correlation length of the acceleration, in steps
+    taps = np.exp(-0.5 * (np.arange(-3 * int(smooth), 3 * int(smooth) + 1) / smooth) ** 2)
+    noise = rng.normal(size=(n_steps + taps.size, 2))
+    accel = np.stack([np.convolve(noise[:, i], taps / np.sqrt((taps ** 2).sum()), "valid")[:n_steps]
+                      for i in range(2)], axis=1)
+    spring = rng.uniform(0.0, 30.0)  # stiffness of the pull back (per exposure²)
+    angle = rng.uniform(0.0, 2 * np.pi)
+    velocity = np.array([np.cos(angle), np.sin(angle)]) * np.exp(rng.uniform(np.log(0.05), np.log(3.0)))
+    position = np.zeros(2)
+    path = np.zeros((n_steps, 2))
+    for t in range(1, n_steps):
+        velocity = velocity + (accel[t] - spring * position) * dt
+        position = position + velocity * dt
+        path[t] = position
+    return path
+
+
+def trajectory_kernel(rng: np.random.Generator, size: int, intensity: float = 1.0) -> np.ndarray:
+    """A camera-shake kernel from :func:`physical_trajectory` (size × size float32, sums to 1): equal
+    time on every step of the path, so slow parts are bright. Scaled like :func:`shake_kernel`: the
+    larger bounding-box side is ``intensity · (size - 3)`` times a random factor in [0.6, 1]."""
+    _check_size(size)
+    path = physical_trajectory(rng)
+    extent = np.ptp(path, axis=0).max()
+    span = intensity * (size - 3) * rng.uniform(0.6, 1.0)
+    if extent > 0:
+        path = path * (span / extent)
+    points, weights = _densify(path, np.full(len(path) - 1, 1.0 / (len(path) - 1)))
+    return _normalise(_fit_and_splat(points, weights, size))
+
+
 def linear_kernel(rng: np.random.Generator, size: int, intensity: float = 1.0) -> np.ndarray:
     """Uniform linear motion at a random angle, sub-pixel accurate (size × size float32, sums to 1).
 
@@ -202,19 +250,20 @@ _GENERATORS = {
     "linear": linear_kernel,
     "defocus": defocus_kernel,
     "gaussian": gaussian_kernel,
+    "trajectory": trajectory_kernel,
 }
 
 
 def random_kernel(
     rng: np.random.Generator,
     size: int = 31,
-    kinds: Sequence[str] = KERNEL_KINDS,
+    kinds: Sequence[str] = DEFAULT_KINDS,
     probs: Sequence[float] | None = None,
     intensity: tuple[float, float] | float = (0.1, 1.0),
 ) -> np.ndarray:
     """Draw one blur kernel: (size, size) float32, non-negative, sums to 1.
 
-    ``kinds`` picks among "shake", "linear", "defocus", "gaussian" with probabilities ``probs``
+    ``kinds`` picks among :data:`KERNEL_KINDS` (default :data:`DEFAULT_KINDS`) with probabilities ``probs``
     (uniform when None); ``intensity`` is a value in (0, 1] or a (low, high) range drawn uniformly.
     """
     _check_size(size)
@@ -249,7 +298,7 @@ class KernelSampler:
     """
 
     size: int = 31
-    kinds: Sequence[str] = KERNEL_KINDS
+    kinds: Sequence[str] = DEFAULT_KINDS
     probs: Sequence[float] | None = None
     intensity: tuple[float, float] = field(default=(0.1, 1.0))
 
@@ -274,4 +323,17 @@ def random_psfs(sampler: KernelSampler, rng: np.random.Generator, count: int, si
         dy, dx = rng.integers(-margin, margin + 1, size=2) if margin else (0, 0)
         top, left = margin + dy, margin + dx
         out[i, top:top + sampler.size, left:left + sampler.size] = sampler.sample(rng)
+    return out
+
+
+def trajectory_psfs(count: int, kernel_size: int, frame: int, intensity: Sequence[float], seed: int) -> np.ndarray:
+    """``count`` trajectory kernels of ``kernel_size`` px, centred in ``frame`` × ``frame``:
+    (count, frame, frame) float32, each summing to 1; reach drawn uniformly in ``intensity``."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((count, frame, frame), dtype=np.float32)
+    offset = (frame - kernel_size) // 2
+    low, high = intensity
+    for i in range(count):
+        out[i, offset:offset + kernel_size, offset:offset + kernel_size] = trajectory_kernel(
+            rng, kernel_size, float(rng.uniform(low, high)))
     return out

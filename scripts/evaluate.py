@@ -25,11 +25,17 @@ generator run on the fly (--synthetic N: dead-leaves images and random kernels f
 configs/defaults/dataset.yml, on the held-out "test" stream of --seed, so never a training or
 validation sample). Results: a table on stdout and evaluate_<name>.json / .md / .png under --out.
 
+``--prior N`` measures the model's prior instead (transferring/prior_report.py): N codes drawn from
+each prior it has (the learned code prior, N(0, I) for a VAE) decoded to PSFs — the share with one
+connected support, the mean pairwise best-shift NCC, and the best match to held-out generated
+kernels and to reference kernels (--reference-kernels, default Levin's eight) → prior_<name>.*.
+
 Examples:
     python scripts/evaluate.py          # the shipped model, 100 synthetic pairs, seed 0 -> bench/results/
     python scripts/evaluate.py --model pretrained/default_psf.pth --synthetic 100 --seed 0
     python scripts/evaluate.py --model experiments/default_psf/models/latest.pth --synthetic 32 --name smoke
     python scripts/evaluate.py --model gopro.pth --data-lmdb val_sharp.lmdb val_blur.lmdb --crop 512 --limit 50
+    python scripts/evaluate.py --prior 256 --seed 0     # the shipped model's prior -> bench/results/prior_default_psf.*
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -54,6 +61,14 @@ from data.paired import PairedFolderDataset, PairedLMDBDataset
 from data.synthetic import blur_valid
 from models import KernelSpace
 from transferring import DEFAULT_CONFIG, apply_code, extract_code, load_model
+from transferring.prior_report import (
+    LEVIN_KERNELS,
+    prior_markdown,
+    prior_paths,
+    prior_report,
+    read_kernels,
+    write_prior_report,
+)
 from utils.config import build_config, load_config, load_schema
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
@@ -305,6 +320,22 @@ def write_report(result: dict[str, Any], rows: Sequence[dict[str, Any]], out_dir
     return paths
 
 
+def evaluate_prior(args: argparse.Namespace, cfg: dict[str, Any], model_path: Path) -> int:
+    """``--prior N``: the figures of the model's priors (transferring/prior_report.py), printed and written."""
+    name = args.name or model_path.stem
+    refuse_overwrite(prior_paths(args.out, name), [model_path, DEFAULT_CONFIG, args.reference_kernels])
+    folder = args.reference_kernels or (LEVIN_KERNELS if LEVIN_KERNELS.is_dir() else None)
+    references = read_kernels(folder) if folder is not None else None
+    model = load_model(model_path, resolve_device(args.device))
+    result, psfs = prior_report(model, args.prior, args.seed, references)
+    shown = os.path.relpath(folder, REPO) if folder is not None else None
+    result.update(model=str(args.model or cfg["model"]), references=shown)
+    print(prior_markdown(result))
+    for path in write_prior_report(result, psfs, args.out, name):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, evaluate, print the table and write the reports."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -313,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("--synthetic", type=int, metavar="N", help="N synthetic pairs (default 100 if no data given)")
     data.add_argument("--data", help="paired folder tree with sharp/ and blur/")
     data.add_argument("--data-lmdb", nargs=2, metavar=("SHARP", "BLUR"), help="sharp and blurry LMDBs")
+    data.add_argument("--prior", type=int, metavar="N", help="measure the model's prior on N samples instead")
+    parser.add_argument("--reference-kernels", default=None,
+                        help="--prior: folder of kernel*.png to match (default: Levin's eight, when present)")
     parser.add_argument("--size", type=int, default=256, help="side of the synthetic pairs")
     parser.add_argument("--crop", type=int, help="central crop of real pairs (default: whole images)")
     parser.add_argument("--limit", type=int, help="evaluate at most this many real pairs")
@@ -325,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(DEFAULT_CONFIG, "transfer")
     model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
+    if args.prior is not None:
+        return evaluate_prior(args, cfg, model_path)
     real = args.data or (args.data_lmdb[0] if args.data_lmdb else None)
     name = args.name or f"{model_path.stem}_{Path(real).stem if real else f'synthetic{args.size}'}"
     # no report may replace the model, the config or the data it reads

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from data.image_io import to_numpy, to_tensor
 from models import KernelSpace, code_grid_size
+from models.code_prior import META_KEY, GaussianMixturePrior
 from transferring.tiling import apply_code, extract_code
 from utils.errors import UserError
 
@@ -68,21 +69,42 @@ def transfer_blur(
     return results
 
 
+def code_prior(kernel_space: KernelSpace) -> GaussianMixturePrior | None:
+    """The learned prior stored in a model's ``meta["code_prior"]`` (``scripts/fit_code_prior.py``),
+    or None when it has none; a malformed one is a UserError."""
+    stored = kernel_space.meta.get(META_KEY)
+    if stored is None:
+        return None
+    try:
+        return GaussianMixturePrior.from_meta(stored, kernel_space.kernel_dim)
+    except ValueError as exc:
+        raise UserError(f"the model's code prior is unusable: {exc}") from exc
+
+
 def sample_codes(
     kernel_space: KernelSpace, grid: tuple[int, int], count: int, seed: int = 0, uniform: bool = False
 ) -> torch.Tensor:
-    """``count`` codes drawn from the VAE prior N(0, I): (count, kernel_dim, *grid) on the CPU.
+    """``count`` code maps drawn from the model's prior: (count, kernel_dim, *grid) on the CPU.
 
-    The draw depends only on ``seed`` (a private generator). ``uniform`` draws one code per sample
-    and replicates it over the grid (a spatially uniform blur). A non-VAE model is a UserError.
+    The prior is the model's learned one (:func:`code_prior`) when it has one, else a VAE model's
+    N(0, I); a model with neither is a UserError. The draw depends only on ``seed`` (a private
+    generator). ``uniform`` draws one code per sample and replicates it over the grid (a spatially
+    uniform blur); otherwise a learned prior draws a field that changes smoothly across the frame
+    (:meth:`~models.code_prior.GaussianMixturePrior.sample_field`) and N(0, I) an independent code
+    per cell.
     """
-    if not kernel_space.use_vae:
-        raise UserError("sampling novel blur needs a VAE model (use_vae: true; e.g. a checkpoint trained "
-                        "with KernelWizard.use_vae or the published GOPRO_wVAE); this model has no prior "
-                        "to sample from")
+    prior = code_prior(kernel_space)
+    if prior is None and not kernel_space.use_vae:
+        raise UserError("sampling novel blur needs a model with a prior: a learned code prior "
+                        "(scripts/fit_code_prior.py) or a VAE (use_vae: true; e.g. a checkpoint trained with "
+                        "KernelWizard.use_vae or the published GOPRO_wVAE); this model has neither")
     if count < 1:
         raise UserError(f"--sample must be a positive number of samples, got {count}")
     generator = torch.Generator().manual_seed(int(seed))
+    if prior is not None:
+        if uniform:
+            return prior.sample(count, generator)[..., None, None].expand(-1, -1, *grid).contiguous()
+        return prior.sample_field(count, grid, generator)
     if uniform:
         codes = torch.randn((count, kernel_space.kernel_dim, 1, 1), generator=generator)
         return codes.expand(-1, -1, *grid).contiguous()
@@ -102,7 +124,8 @@ def synthesize_blur(
     progress: bool = False,
     indices: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
-    """Novel blur: ``count`` blurry versions F(x̂, z_i) of a target, z_i ~ N(0, I) (VAE models only).
+    """Novel blur: ``count`` blurry versions F(x̂, z_i) of a target, z_i drawn from the model's prior
+    (:func:`sample_codes`).
 
     ``target``: H×W×3 float array in [0, 1] (or a (1, 3, H, W) tensor). The codes have the target's
     grid and depend only on ``seed`` (see :func:`sample_codes`). Returns ``count`` H×W×3 arrays, or

@@ -12,7 +12,7 @@ import torch
 
 from data.image_io import LoadedImage, read_image, to_numpy, write_image
 from models import KernelSpace
-from transferring.blur import as_rgb_tensor, load_model, synthesize_blur
+from transferring.blur import as_rgb_tensor, code_prior, load_model, synthesize_blur
 from transferring.tiling import apply_code, extract_code
 from utils.batch import run_tasks
 from utils.errors import UserError
@@ -94,9 +94,9 @@ def sample_files(target_path: str, paths: Sequence[Path], model_path: Path, devi
         print(f"nothing to do: all {len(paths)} samples of {target_path} exist")
         return 0
     model = load_model(model_path, device)
-    if not model.use_vae:
-        raise UserError(f"{model_path}: --sample needs a VAE model (use_vae: true), this checkpoint has no "
-                        "prior to sample novel blur from")
+    if not model.use_vae and code_prior(model) is None:
+        raise UserError(f"{model_path}: --sample needs a model with a prior (a learned code prior, "
+                        "scripts/fit_code_prior.py, or a VAE); this checkpoint has neither")
     images = synthesize_blur(target.rgb, model, len(paths), device, seed, uniform, **settings, indices=indices)
     for i, image in zip(indices, images):
         write_image(paths[i], image, like=target)
