@@ -8,8 +8,13 @@ kernel of the pair, that kernel at the same scale. One row per target: x̂, ŷ, 
 x̂ ⊛ k and the error |ŷ − x̂ ⊛ k| (×4), with PSNRs in the labels. The defaults use the example
 images (the pair is blurred by examples/kernels/pair_motion.npy).
 
+``--sample N`` draws a picture of novel blur instead: the first target blurred by N uniform codes drawn
+from the model's prior (transferring.sample_codes), each beside the PSF of its code, and then by
+two spatially varying samples (the prior's smooth field), each beside its PSF field (one PSF per cell).
+
 Examples:
     python scripts/transfer_demo.py --output docs/transfer_grid.png        # the shipped model
+    python scripts/transfer_demo.py --sample 8 --output docs/sample_grid.png  # novel blur from the prior
     python scripts/transfer_demo.py --model m.pth --sharp x.png --blur y.png --target a.png --target b.png \\
         --output grid.png
 """
@@ -26,7 +31,8 @@ import numpy as np
 import torch
 
 from data.image_io import read_image, to_tensor, write_image
-from transferring import DEFAULT_CONFIG, apply_code, extract_code, load_model
+from models import code_grid_size
+from transferring import DEFAULT_CONFIG, apply_code, extract_code, load_model, sample_codes
 from utils.config import load_config
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
@@ -115,6 +121,38 @@ def transfer_figure(
     return grid(rows, panel)
 
 
+def psf_field_picture(psfs: np.ndarray, gap: int = 3) -> np.ndarray:
+    """PSFs of a code map (gh, gw, S, S) as one picture, each scaled to its maximum: H×W×3 in [0, 1]."""
+    gh, gw, size = psfs.shape[:3]
+    canvas = np.full((gh * (size + gap) - gap, gw * (size + gap) - gap, 3), 0.35, np.float32)
+    for i in range(gh):
+        for j in range(gw):
+            top, left = i * (size + gap), j * (size + gap)
+            canvas[top:top + size, left:left + size] = kernel_picture(psfs[i, j], size)
+    return canvas
+
+
+@torch.inference_mode()
+def sample_figure(kernel_space, target: np.ndarray, count: int, seed: int = 0, panel: int = 256) -> np.ndarray:
+    """Novel blur (H×W×3 uint8 RGB): ``target`` (H×W×3 in [0, 1]) under ``count`` uniform codes of the
+    model's prior, each with its PSF, four pairs to a row; then two smooth fields, each with its PSF field."""
+    t = to_tensor(target)
+    grid_size = code_grid_size(*t.shape[-2:])
+    uniform = sample_codes(kernel_space, grid_size, count, seed, uniform=True)
+    fields = sample_codes(kernel_space, grid_size, 2, seed + 1)
+    panels = []
+    for i, code in enumerate(uniform):
+        blurred = apply_code(kernel_space, t, code[None]).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        psf = kernel_space.psf_of_code(code[None, :, :1, :1])[0, 0, 0].cpu().numpy()
+        panels += [(f"sample {i + 1}", blurred), (f"PSF {i + 1}", kernel_picture(psf))]
+    for i, code in enumerate(fields):
+        blurred = apply_code(kernel_space, t, code[None]).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        psfs = kernel_space.psf_of_code(code[None])[0].cpu().numpy()
+        panels += [(f"varying sample {i + 1}", blurred), (f"its PSF field ({psfs.shape[0]}x{psfs.shape[1]})",
+                                                           psf_field_picture(psfs))]
+    return grid([[("target (sharp)", target)]] + [panels[i:i + 8] for i in range(0, len(panels), 8)], panel)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, build the figure, write it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "(default: examples/kernels/pair_motion.npy with the default pair)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "transfer_grid.png"))
     parser.add_argument("--panel", type=int, default=256, help="panel side in pixels")
+    parser.add_argument("--sample", type=int, metavar="N", help="draw N samples of the model's prior instead")
+    parser.add_argument("--seed", type=int, default=0, help="--sample: seed of the draw")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     args = parser.parse_args(argv)
     targets = args.target or [str(EXAMPLES / "target_sharp.png"), str(EXAMPLES / "sharp_astronaut.png")]
@@ -142,6 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"{kernel_file}: not a readable .npy kernel ({type(exc).__name__})") from exc
         if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
             raise UserError(f"{kernel_file}: expected a square, odd-sized 2-D kernel, got shape {kernel.shape}")
+    if args.sample is not None:
+        figure = sample_figure(load_model(model_path, resolve_device(args.device)), read_image(targets[0]).rgb,
+                               args.sample, args.seed, args.panel)
+        write_image(args.output, figure.astype(np.float32) / 255.0)
+        print(f"wrote {args.output}")
+        return 0
     sharp, blurry = read_image(args.sharp), read_image(args.blur)
     if sharp.size != blurry.size:
         raise UserError(f"{args.blur}: size {blurry.size} differs from {args.sharp} {sharp.size}")
