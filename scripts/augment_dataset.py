@@ -12,6 +12,10 @@ or, with ``--format lmdb``, the LMDB pair OUT/sharp.lmdb + OUT/blur.lmdb read by
 ``PairedLMDBDataset``; OUT/augment_info.yml records, for each sample, its index, its target file
 and the source pair it took the blur from.
 
+``--from-prior`` needs no source pairs: sample i blurs its target with a code map drawn from the
+model's prior instead (``transferring.sample_codes``, seeded by (--seed, i): the learned code prior's
+smooth field, or N(0, I) for a VAE without one), recorded as ``prior_seed``.
+
 ``--shard K/N`` writes only the samples i with i % N == K - 1 (i: the sample's index in the whole
 dataset, K in 1..N), each shard into its own --out (e.g. --out aug/shard_3). Samples keep their
 global index in their file names and in augment_info.yml (which also records "shard": "K/N") and
@@ -24,6 +28,7 @@ Examples:
     python scripts/augment_dataset.py --source datasets/synth --targets my_photos/ --out datasets/aug
     python scripts/augment_dataset.py --source-lmdb train_sharp.lmdb train_blur.lmdb --targets photos/ \\
         --out datasets/aug --format lmdb --per-target 3 --seed 1
+    python scripts/augment_dataset.py --from-prior --targets my_photos/ --out datasets/novel --per-target 4
     python scripts/augment_dataset.py --source datasets/synth --targets my_photos/ --out aug/shard_3 \\
         --shard 3/8                   # job 3 of a SLURM array of 8
 """
@@ -47,8 +52,8 @@ from tqdm import tqdm
 from data.image_io import list_images, read_image, write_image
 from data.lmdb_io import create_lmdb
 from data.paired import PairedFolderDataset, PairedLMDBDataset
-from models import KernelSpace
-from transferring import DEFAULT_CONFIG, apply_code, check_tiling, extract_code, load_model
+from models import KernelSpace, code_grid_size
+from transferring import DEFAULT_CONFIG, apply_code, check_tiling, extract_code, load_model, sample_codes
 from utils.batch import check_threads, parse_shard, take_shard
 from utils.config import load_config
 from utils.device import resolve_device
@@ -73,7 +78,7 @@ def open_source(folder: str | None = None, lmdbs: Sequence[str] | None = None) -
 
 
 def augment_dataset(
-    source: Dataset,
+    source: Dataset | None,
     targets: Sequence[str | os.PathLike],
     kernel_space: KernelSpace,
     out: str | os.PathLike,
@@ -91,7 +96,8 @@ def augment_dataset(
 
     ``source``: paired dataset of whole images (see :func:`open_source`); ``targets``: sharp image
     files; sample ``i`` blurs ``targets[i // per_target]`` with the code of source pair
-    ``default_rng([seed, i]).integers(len(source))``. ``fmt``: "folder" (the tree of the module
+    ``default_rng([seed, i]).integers(len(source))`` (``source`` None: with a code drawn from the model's
+    prior, seeded by ``default_rng([seed, i])``). ``fmt``: "folder" (the tree of the module
     docstring) or "lmdb" (sharp.lmdb and blur.lmdb built from a temporary tree). ``model_name`` is
     recorded in augment_info.yml. ``shard`` (K, N): only the samples with ``i % N == K - 1``, under
     the same names as in the whole dataset (a shard with no sample is a UserError).
@@ -100,7 +106,7 @@ def augment_dataset(
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if per_target < 1:
         raise UserError(f"--per-target must be a positive integer, got {per_target}")
-    if len(source) == 0:
+    if source is not None and len(source) == 0:
         raise UserError("the source dataset holds no pairs")
     if not targets:
         raise UserError("no target images to blur")
@@ -117,16 +123,21 @@ def augment_dataset(
         for index in tqdm(indices, desc=f"augment {out}", unit="pair", disable=not progress):
             target_path = Path(targets[index // per_target])
             target = read_image(target_path)
-            pair_index = int(np.random.default_rng([seed, index]).integers(len(source)))
-            pair = source[pair_index]
-            code = extract_code(kernel_space, pair["sharp"][None], pair["blur"][None], encode_tile, overlap)
             sharp = torch.from_numpy(target.rgb.transpose(2, 0, 1).copy())[None]
+            if source is None:
+                prior_seed = int(np.random.default_rng([seed, index]).integers(2**62))
+                code = sample_codes(kernel_space, code_grid_size(*sharp.shape[-2:]), 1, prior_seed)
+                origin = {"prior_seed": prior_seed}
+            else:
+                pair_index = int(np.random.default_rng([seed, index]).integers(len(source)))
+                pair = source[pair_index]
+                code = extract_code(kernel_space, pair["sharp"][None], pair["blur"][None], encode_tile, overlap)
+                origin = {"source_index": pair_index, "source_key": str(pair["key"])}
             blurry = apply_code(kernel_space, sharp, code.to(device), tile, overlap).clamp(0, 1)
             rel = Path(f"{index // FRAMES_PER_CLIP:03d}") / f"{index:08d}.png"
             write_image(tree / "sharp" / rel, target.rgb)
             write_image(tree / "blur" / rel, blurry[0].permute(1, 2, 0).cpu().numpy())
-            records.append({"index": index, "file": rel.as_posix(), "target": str(target_path),
-                            "source_index": pair_index, "source_key": str(pair["key"])})
+            records.append({"index": index, "file": rel.as_posix(), "target": str(target_path), **origin})
         for side in ("sharp", "blur"):
             if fmt == "lmdb":
                 create_lmdb(tree / side, out / f"{side}.lmdb", name=f"augmented_{side}", overwrite=True,
@@ -150,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--source", help="paired folder tree with sharp/ and blur/ (PairedFolderDataset)")
     source.add_argument("--source-lmdb", nargs=2, metavar=("SHARP", "BLUR"), help="sharp and blurry LMDBs")
+    source.add_argument("--from-prior", action="store_true", help="no source pairs: codes drawn from the model's prior")
     parser.add_argument("--targets", required=True, help="folder of sharp images to blur (searched recursively)")
     parser.add_argument("--out", required=True,
                         help="output folder (with --shard, one per shard: e.g. --out aug/shard_3)")
@@ -182,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = list_images(args.targets, recursive=True)
     if not targets:
         raise UserError(f"{args.targets}: no images found (expected PNG/JPEG/TIFF/BMP files)")
-    pairs = open_source(args.source, args.source_lmdb)
+    pairs = None if args.from_prior else open_source(args.source, args.source_lmdb)
     device = resolve_device(args.device)
     model_path = Path(args.model) if args.model else model_path_from_config(cfg["model"])
     model = load_model(model_path, device)

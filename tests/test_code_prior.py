@@ -185,3 +185,28 @@ def test_fit_refuses_a_bad_recipe(model_with_prior, tmp_path):
     assert run_cli(fit_code_prior.main, args + ["--set", "kernels=2", "--set", "components=3"]) == 2
     assert run_cli(fit_code_prior.main, args + ["--set", "colour=red"]) == 2
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_augment_from_the_prior_blurs_each_target_with_its_seeded_code(model_with_prior, tmp_path):
+    import yaml
+
+    from data.image_io import read_image, write_image
+    from data.paired import PairedFolderDataset
+    from scripts import augment_dataset
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(tmp_path / "targets" / f"t{i}.png", rng.random((40, 48, 3)).astype(np.float32))
+    args = ["--from-prior", "--targets", str(tmp_path / "targets"), "--out", str(tmp_path / "aug"),
+            "--model", model_with_prior, "--per-target", "2", "--device", "cpu", "--seed", "3"]
+    assert run_cli(augment_dataset.main, args) == 0
+    info = yaml.safe_load((tmp_path / "aug" / "augment_info.yml").read_text())
+    dataset = PairedFolderDataset(tmp_path / "aug", crop_size=None, train=False)
+    model = KernelSpace.load(model_with_prior)
+    seeds = [r["prior_seed"] for r in info["samples"]]
+    assert len(dataset) == 4 and len(set(seeds)) == 4
+    for i, record in enumerate(info["samples"]):
+        target = torch.from_numpy(read_image(record["target"]).rgb.transpose(2, 0, 1).copy())[None]
+        code = transferring.sample_codes(model, (1, 1), 1, record["prior_seed"])
+        expected = transferring.apply_code(model, target, code).clamp(0, 1)[0]
+        np.testing.assert_allclose(dataset[i]["blur"].numpy(), expected.numpy(), atol=0.5 / 255 + 1e-5)
