@@ -67,6 +67,10 @@ def smoke_cases(out: Path) -> dict[str, tuple[tuple[str, ...], Path | None]]:
                            *(a for knob in (*FAST_ALTERNATING, "psf_size=15")
                              for a in ("--set", f"alternating.{knob}")),
                            "--tag", "smoke", "--out", str(out)), out / "large_blur_smoke.json"),
+        "varying_blur.py": (("--images", "astronaut", "--size", "64", "--threads", "1",
+                             *(a for knob in (*FAST_ALTERNATING, "psf_size=15")
+                               for a in ("--set", f"alternating.{knob}")),
+                             "--tag", "smoke", "--out", str(out)), out / "varying_blur_smoke.json"),
     }
 
 
@@ -99,6 +103,27 @@ def test_benchmark_smoke(script, tmp_path):
         check_levin(tmp_path)
     if script == "large_blur.py":
         check_large_blur(tmp_path)
+    if script == "varying_blur.py":
+        check_varying_blur(tmp_path)
+
+
+def check_varying_blur(out: Path) -> None:
+    """The numbers of a varying_blur.py smoke run agree with the cases it made; the figure is written."""
+    from bench.varying_blur import make_case, shifted_psnr
+
+    payload = json.loads((out / "varying_blur_smoke.json").read_text())
+    rows = payload["rows"]
+    assert [(r["kind"], r["image"]) for r in rows] == [("blend", "astronaut"), ("camera", "astronaut")]
+    rng = np.random.default_rng(0)  # the cases again, as the bench made them: same seed, same order
+    for row in rows:
+        case = make_case(row["kind"], row["image"], 64, rng)
+        assert math.isclose(row["psnr_blurry"], shifted_psnr(case["blurry"], case["sharp"]), abs_tol=1e-6)
+        assert np.isfinite(row["psnr_ours"]) and len(case["field"]) == 1
+        assert all(abs(float(k.sum()) - 1) < 1e-4 for k in case["field"])
+    gains = [r["psnr_ours"] - r["psnr_blurry"] for r in rows]
+    assert math.isclose(payload["summary"]["all"]["gain_min"], min(gains))
+    assert "| blend | 1 |" in (out / "varying_blur_smoke.md").read_text()
+    _picture(out / "varying_blur_smoke.png")
 
 
 def check_large_blur(out: Path) -> None:
