@@ -3,8 +3,9 @@
 
 Blur transfer takes the blur of a sharp/blurry pair (x, y) and puts it on new sharp images x̂:
 ŷ = F(x̂, G(x, y)). The pair and the targets may have different sizes: the code map is resampled
-to each target's grid (``models.resample_code``). Novel blur (``--sample N``) draws N codes from
-the prior N(0, I) of a VAE model and writes F(x̂, z) for each. Outputs keep the target's channel
+to each target's grid (``models.resample_code``). Novel blur (``--sample N``) draws N code maps from
+the model's prior (its learned code prior, as the shipped model has; N(0, I) for a VAE without one)
+and writes F(x̂, z) for each. Outputs keep the target's channel
 count, alpha channel and bit depth.
 
 Large images are processed in overlapping tiles (``tile``, ``overlap`` in configs/transfer/,
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sharp image to blur (repeat for several targets)")
     parser.add_argument("--output", help="output file (one target)")
     parser.add_argument("--output-dir", help="output folder (several targets, or --sample)")
-    parser.add_argument("--sample", type=int, metavar="N", help="novel blur: draw N codes from a VAE model's prior")
+    parser.add_argument("--sample", type=int, metavar="N", help="novel blur: draw N codes from the model's prior")
     parser.add_argument("--model", help="kernel-space checkpoint (default: the config's model, the shipped one)")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML settings (configs/transfer/)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
