@@ -182,6 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if preset["algorithm"] != "alternating":
         raise UserError(f"{args.config}: algorithm {preset['algorithm']!r}; this benchmark runs 'alternating'")
     knobs = dict(preset["alternating"])
+    kernel_space = None  # deblur.py's model is used only to project kernels (space_projection)
+    if knobs["space_projection"]:
+        from bench.deblur_bench import preset_model
+        from models.kernel_space import KernelSpace
+
+        kernel_space = KernelSpace.load(preset_model(preset))
     names = [n.strip() for n in args.images.split(",") if n.strip()]
     rows: list[dict[str, Any]] = []
     examples: list[dict[str, Any]] = []
@@ -194,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         **{k: v for k, v in knobs.items() if k.startswith("final_")})
             psf = case["kernel"]
         else:
-            result = deblur_alternating(blurry, seed=args.seed, progress=False, **knobs)
+            result = deblur_alternating(blurry, kernel_space, seed=args.seed, progress=False, **knobs)
             sharp = result.sharp
             psf = result.psf[0].mean(dim=(0, 1)).numpy()  # the mean PSF of the map (one PSF if uniform)
         seconds = time.perf_counter() - start

@@ -803,6 +803,8 @@ def deblur_alternating(
     if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
         raise ValueError(f"blurry must be (1, 1 or 3, H, W), got {tuple(blurry.shape)}")
     o = AlternatingOptions.from_knobs(knobs)
+    if o.space_projection and kernel_space is None:
+        raise ValueError("space_projection needs a psf-type kernel space to project onto; none was given")
     del seed  # deterministic: nothing is random
     history: list[dict[str, Any]] = []
 

@@ -72,6 +72,8 @@ def test_kernel_space_projection_and_code(synthetic):
     assert torch.allclose(plain.psf, projected.psf, atol=1e-6)
     assert projected.code.shape == (1, 41 * 41, 1, 1)
     assert math.isclose(float(projected.code.sum()), 1.0, rel_tol=1e-5)
+    with pytest.raises(ValueError, match="space_projection needs"):  # never silently unprojected
+        deblur_alternating(y, space_projection=True, **knobs)
 
 
 @pytest.mark.slow
