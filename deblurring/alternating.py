@@ -803,8 +803,7 @@ def deblur_alternating(
     if blurry.dim() != 4 or blurry.shape[0] != 1 or blurry.shape[1] not in (1, 3):
         raise ValueError(f"blurry must be (1, 1 or 3, H, W), got {tuple(blurry.shape)}")
     o = AlternatingOptions.from_knobs(knobs)
-    if o.space_projection and kernel_space is None:
-        raise ValueError("space_projection needs a psf-type kernel space to project onto; none was given")
+    project = space_projector(kernel_space) if o.space_projection else None
     del seed  # deterministic: nothing is random
     history: list[dict[str, Any]] = []
 
@@ -824,11 +823,6 @@ def deblur_alternating(
     polish_knobs = {**final, "beta_rate": o.polish_beta_rate}  # the polish's deconvolutions: a coarser continuation
 
     # 2. the kernel: every candidate under every threshold, polished, at the size limit (search_kernel)
-    project = None
-    if o.space_projection and kernel_space is not None:
-        def project(k: torch.Tensor) -> torch.Tensor:
-            return _project_to_space(k[None, None, None], kernel_space)[0, 0, 0]
-
     gray = _gaussian(y_window, prefilter) if prefilter > 0 else y_window  # the same kernel, less noise
     estimate_for = partial(
         estimate_kernel, scale_ratio=o.scale_ratio, iterations=o.iterations, l0_decay=o.l0_decay,
@@ -854,6 +848,18 @@ def deblur_alternating(
     code = None if kernel_space is None else code_of_psfs(psfs, kernel_space)
     report({"final_weight": final["weight"]})
     return DeblurResult(sharp=sharp, code=code, reblurred=reblurred, history=history, psf=psfs)
+
+
+def space_projector(kernel_space: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``space_projection``: a PSF (S, S) → its projection onto the PSF-type kernel space
+    (:func:`_project_to_space`); ValueError without a kernel space (never silently unprojected)."""
+    if kernel_space is None:
+        raise ValueError("space_projection needs a psf-type kernel space to project onto; none was given")
+
+    def project(k: torch.Tensor) -> torch.Tensor:
+        return _project_to_space(k[None, None, None], kernel_space)[0, 0, 0]
+
+    return project
 
 
 def _noise_adaptive(
