@@ -59,18 +59,43 @@ def sharp_photo(name: str, size: int) -> np.ndarray:
     return image[top : top + side, left : left + side]
 
 
+def noisy_8bit(image: np.ndarray, rng: np.random.Generator, noise: float = NOISE_SIGMA) -> np.ndarray:
+    """An H×W×3 image plus Gaussian noise of σ ``noise`` (drawn from ``rng``), clipped to [0, 1] and
+    quantised to 8 bits: float32."""
+    noisy = image + rng.normal(0.0, noise, image.shape).astype(np.float32)
+    return (np.round(np.clip(noisy, 0, 1) * 255) / 255).astype(np.float32)
+
+
+def write_png(path: Path, picture: np.ndarray) -> None:
+    """Write a uint8 BGR (or gray) picture atomically as PNG; one that cannot be encoded is a UserError."""
+    from utils.fileio import atomic_write
+
+    ok, buf = cv2.imencode(".png", picture)
+    if not ok:
+        raise UserError(f"cannot encode {path}")
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()), suffix=".png")
+
+
+def write_results(out: Path, stem: str, text: str, payload: dict[str, Any]) -> None:
+    """A bench's results: ``out/<stem>.md`` (the tables, ``text``) and ``out/<stem>.json`` (``payload``),
+    each written atomically."""
+    from utils.fileio import atomic_write
+
+    atomic_write(out / f"{stem}.md", lambda tmp: tmp.write_text(text), suffix=".md")
+    atomic_write(out / f"{stem}.json", lambda tmp: tmp.write_text(json.dumps(payload, indent=2)), suffix=".json")
+
+
 def make_case(name: str, size: int, kernel_size: int, rng: np.random.Generator, noise: float = NOISE_SIGMA) -> dict:
     """One benchmark case: sharp (size²), blurry (size², Gaussian noise of σ ``noise``, 8-bit) and the true kernel."""
     photo = sharp_photo(name, size + kernel_size - 1)
     r = kernel_size // 2
     big = cv2.resize(photo, (size + 2 * r, size + 2 * r), interpolation=cv2.INTER_AREA)
     kernel = random_kernel(rng, kernel_size, kinds=("shake", "linear", "defocus"), intensity=(0.3, 0.8))
-    blurry = blur_valid(big, kernel) + rng.normal(0.0, noise, (size, size, 3)).astype(np.float32)
-    blurry = np.round(np.clip(blurry, 0, 1) * 255) / 255
+    blurry = noisy_8bit(blur_valid(big, kernel), rng, noise)
     return {
         "name": name,
         "sharp": big[r : r + size, r : r + size],
-        "blurry": blurry.astype(np.float32),
+        "blurry": blurry,
         "kernel": kernel,
     }
 
@@ -187,7 +212,6 @@ def _bar_chart(
 
 def write_plot(path: Path, summary: dict[str, dict[str, float]], example: dict[str, np.ndarray]) -> None:
     """Bars of mean PSNR and SSIM per method, then one example row (sharp, blurry, each method)."""
-    from utils.fileio import atomic_write
 
     bars = np.concatenate([_bar_chart(summary, "psnr"), _bar_chart(summary, "ssim")], axis=1)
     tiles = []
@@ -198,14 +222,11 @@ def write_plot(path: Path, summary: dict[str, dict[str, float]], example: dict[s
     row = np.concatenate(tiles, axis=1)
     width = max(bars.shape[1], row.shape[1])
     pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)), constant_values=255)  # noqa: E731
-    picture = np.concatenate([pad(bars), pad(row)], axis=0)
-    ok, buf = cv2.imencode(".png", picture)
-    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()), suffix=".png")
+    write_png(path, np.concatenate([pad(bars), pad(row)], axis=0))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table, the numbers and the plot."""
-    from utils.fileio import atomic_write
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -296,13 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in rows
     ]
     text = "\n".join(lines) + "\n"
-    atomic_write(out / f"deblur_{args.tag}.md", lambda tmp: tmp.write_text(text), suffix=".md")
-    payload = {"args": vars(args), "summary": summary, "rows": rows}
-    atomic_write(
-        out / f"deblur_{args.tag}.json",
-        lambda tmp: tmp.write_text(json.dumps(payload, indent=2)),
-        suffix=".json",
-    )
+    write_results(out, f"deblur_{args.tag}", text, {"args": vars(args), "summary": summary, "rows": rows})
     write_plot(out / f"deblur_{args.tag}.png", summary, example)
     print(text)
     return 0

@@ -22,7 +22,6 @@ Writes bench/results/large_blur_<tag>.md (a table per kernel size), .json (every
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.deblur_bench import NOISE_SIGMA, scores, sharp_photo  # noqa: E402
+from bench.deblur_bench import NOISE_SIGMA, noisy_8bit, scores, sharp_photo, write_png, write_results  # noqa: E402
 from data.kernels import shake_kernel  # noqa: E402
 from data.synthetic import blur_valid  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
@@ -56,11 +55,10 @@ def make_case(name: str, size: int, kernel_size: int, clip: float, rng: np.rando
     bright = big * float(np.clip(1.0 / max(brightest, 1e-6), 1.0, 2.0))
     bright = bright * np.where(bright.max(axis=2, keepdims=True) >= 1, LIGHT_GAIN, 1.0)  # lights, not just white
     kernel = shake_kernel(rng, kernel_size, intensity=1.0)
-    blurry = blur_valid(bright, kernel) + rng.normal(0.0, NOISE_SIGMA, (size, size, 3)).astype(np.float32)
-    blurry = np.round(np.clip(blurry, 0, 1) * 255) / 255
+    blurry = noisy_8bit(blur_valid(bright, kernel), rng)
     sharp = np.clip(bright[r:r + size, r:r + size], 0, 1)
     return {"name": name, "kernel_size": kernel_size, "sharp": sharp.astype(np.float32),
-            "blurry": blurry.astype(np.float32), "kernel": kernel,
+            "blurry": blurry, "kernel": kernel,
             "clipped": float((blurry >= 1).any(axis=2).mean())}
 
 
@@ -94,7 +92,6 @@ def _tile(image: np.ndarray, label: str, side: int = 180) -> np.ndarray:
 
 def write_figure(path: Path, examples: list[dict[str, Any]]) -> None:
     """One row per kernel size: sharp, blurry, ours, true PSF, found PSF (each PSF scaled to its peak)."""
-    from utils.fileio import atomic_write
 
     rows = []
     for ex in examples:
@@ -106,8 +103,7 @@ def write_figure(path: Path, examples: list[dict[str, Any]]) -> None:
             _tile(psfs[0], f"true {ex['kernel_size']} px"),
             _tile(psfs[1], f"found {ex['found_psf_size']} px"),
         ], axis=1))
-    ok, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
-    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()), suffix=".png")
+    write_png(path, np.concatenate(rows, axis=0))
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -128,7 +124,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the table, the numbers and the figure."""
     from bench.deblur_bench import add_preset_arguments, load_preset, ours
-    from utils.fileio import atomic_write
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_preset_arguments(parser, "large_blur")
@@ -189,10 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               for r in rows]
     text = "\n".join(lines) + "\n"
     out = Path(args.out)
-    atomic_write(out / f"large_blur_{args.tag}.md", lambda tmp: tmp.write_text(text), suffix=".md")
-    payload = {"args": vars(args), "summary": summary, "rows": rows}
-    atomic_write(out / f"large_blur_{args.tag}.json", lambda tmp: tmp.write_text(json.dumps(payload, indent=2)),
-                 suffix=".json")
+    write_results(out, f"large_blur_{args.tag}", text, {"args": vars(args), "summary": summary, "rows": rows})
     write_figure(out / f"large_blur_{args.tag}.png", examples)
     print(text)
     return 0

@@ -22,7 +22,6 @@ results: blurry, ours, sharp, with the found and the true PSF), unless --out say
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.deblur_bench import write_png, write_results  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.threads import set_threads  # noqa: E402
 
@@ -134,7 +134,6 @@ def _kernel_tile(kernel: np.ndarray, label: str, side: int = 100) -> np.ndarray:
 
 def write_figure(path: Path, examples: list[dict[str, Any]]) -> None:
     """One row per example: blurry, ours, sharp (200 px each), found PSF over true PSF (100 px each)."""
-    from utils.fileio import atomic_write
 
     rows = []
     for ex in examples:
@@ -145,11 +144,7 @@ def write_figure(path: Path, examples: list[dict[str, Any]]) -> None:
             _tile(ex["sharp"], "ground truth"),
             kernels,
         ], axis=1))
-    picture = np.concatenate(rows, axis=0)
-    ok, buf = cv2.imencode(".png", picture)
-    if not ok:
-        raise UserError(f"cannot encode {path}")
-    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()), suffix=".png")
+    write_png(path, np.concatenate(rows, axis=0))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,7 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from deblurring.alternating import deblur_alternating, final_deconvolution
     from deblurring.config import deblur_config
     from utils.config import load_config
-    from utils.fileio import atomic_write
     from utils.metrics import kernel_similarity
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,10 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['shift'][1]:+.2f}) | {r['kernel_similarity']:.3f} | {r['seconds']:.1f} |" for r in rows]
     text = "\n".join(lines) + "\n"
     out = Path(args.out)
-    atomic_write(out / f"levin_{args.tag}.md", lambda tmp: tmp.write_text(text), suffix=".md")
-    payload = {"args": vars(args), "knobs": knobs, "mean": mean, "rows": rows}
-    atomic_write(out / f"levin_{args.tag}.json", lambda tmp: tmp.write_text(json.dumps(payload, indent=2)),
-                 suffix=".json")
+    write_results(out, f"levin_{args.tag}", text, {"args": vars(args), "knobs": knobs, "mean": mean, "rows": rows})
     if examples:
         write_figure(out / f"levin_{args.tag}.png", examples)
     print(text)

@@ -27,7 +27,6 @@ example per kind: sharp, blurry, ours, the true PSF field and the found one on t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -41,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.deblur_bench import NOISE_SIGMA, sharp_photo  # noqa: E402
+from bench.deblur_bench import NOISE_SIGMA, noisy_8bit, sharp_photo, write_png, write_results  # noqa: E402
 from data.kernels import physical_trajectory, shake_kernel, splat_points  # noqa: E402
 from data.synthetic import blur_valid  # noqa: E402
 from models.psf_ops import CELL  # noqa: E402
@@ -57,11 +56,6 @@ SHIFT_SEARCH = 4    # px: PSNR is taken at the best integer shift within this re
 SCORE_BORDER = 16   # px from the border that are not scored
 FIELD_PSF = 41      # side of the drawn PSFs
 OUT_DIR = REPO / "bench" / "results"
-
-
-def _noisy_8bit(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    noisy = image + rng.normal(0.0, NOISE_SIGMA, image.shape).astype(np.float32)
-    return (np.round(np.clip(noisy, 0, 1) * 255) / 255).astype(np.float32)
 
 
 def cell_centres(size: int) -> list[tuple[float, float]]:
@@ -83,7 +77,7 @@ def blend_case(photo: np.ndarray, size: int, rng: np.random.Generator) -> dict[s
     blurry = (1 - t) * blur_valid(big, k1) + t * blur_valid(big, k2)
     field = [(1 - t[int(round(y)), int(round(x)), 0]) * k1 + t[int(round(y)), int(round(x)), 0] * k2
              for y, x in cell_centres(size)]
-    return {"sharp": big[r:r + size, r:r + size], "blurry": _noisy_8bit(blurry, rng), "field": field}
+    return {"sharp": big[r:r + size, r:r + size], "blurry": noisy_8bit(blurry, rng), "field": field}
 
 
 def camera_path(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +116,7 @@ def camera_case(photo: np.ndarray, size: int, rng: np.random.Generator) -> dict[
         c = (FIELD_PSF - 1) / 2
         field.append(splat_points(np.clip(offsets + c, 0, FIELD_PSF - 1), np.full(len(offsets), 1 / len(offsets)),
                                   FIELD_PSF).astype(np.float32))
-    return {"sharp": big[margin:margin + size, margin:margin + size], "blurry": _noisy_8bit(blurry, rng),
+    return {"sharp": big[margin:margin + size, margin:margin + size], "blurry": noisy_8bit(blurry, rng),
             "field": field}
 
 
@@ -169,7 +163,6 @@ def psf_field_image(field: Sequence[np.ndarray], side: int = FIELD_PSF, zoom: in
 def write_figure(path: Path, examples: list[dict[str, Any]], side: int = 220) -> None:
     """One row per kind: sharp, blurry, ours, the true PSF field, the found PSF field."""
     from bench.large_blur import _tile
-    from utils.fileio import atomic_write
 
     rows = []
     for ex in examples:
@@ -180,8 +173,7 @@ def write_figure(path: Path, examples: list[dict[str, Any]], side: int = 220) ->
             _tile(psf_field_image(ex["field"]), "true PSF field", side),
             _tile(psf_field_image(ex["found_field"]), "found PSF field", side),
         ], axis=1))
-    ok, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
-    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()), suffix=".png")
+    write_png(path, np.concatenate(rows, axis=0))
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -203,7 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.deblur_bench import add_preset_arguments, load_preset
     from data.image_io import to_numpy, to_tensor
     from deblurring.run import deblur_image
-    from utils.fileio import atomic_write
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_preset_arguments(parser, "varying_blur")
@@ -258,10 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['psnr_ours'] - r['psnr_blurry']:+.2f} | {r['seconds']:.1f} |" for r in rows]
     text = "\n".join(lines) + "\n"
     out = Path(args.out)
-    atomic_write(out / f"varying_blur_{args.tag}.md", lambda tmp: tmp.write_text(text), suffix=".md")
-    payload = {"args": vars(args), "summary": summary, "rows": rows}
-    atomic_write(out / f"varying_blur_{args.tag}.json", lambda tmp: tmp.write_text(json.dumps(payload, indent=2)),
-                 suffix=".json")
+    write_results(out, f"varying_blur_{args.tag}", text, {"args": vars(args), "summary": summary, "rows": rows})
     if examples:
         write_figure(out / f"varying_blur_{args.tag}.png", examples)
     print(text)
