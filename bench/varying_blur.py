@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -145,19 +146,14 @@ def shifted_psnr(estimate: np.ndarray, sharp: np.ndarray, reach: int = SHIFT_SEA
 
 
 def psf_field_image(field: Sequence[np.ndarray], side: int = FIELD_PSF, zoom: int = 2) -> np.ndarray:
-    """PSFs of the cells (row-major, n × n of them) as one gray picture, each scaled to its peak."""
+    """PSFs of the cells (row-major, n × n of them, any odd sides) as one picture: each zero-padded or
+    cut about its centre to ``side`` and drawn by :func:`models.psf_probe.render_psfs`."""
+    from deblurring.alternating import resize_support
+    from models.psf_probe import render_psfs
+
     n = int(round(math.sqrt(len(field))))
-    panel = side * zoom
-    canvas = np.full((n * (panel + 2), n * (panel + 2)), 0.3, np.float32)
-    for index, psf in enumerate(field):
-        k = np.zeros((side, side), np.float32)
-        s = min(side, psf.shape[0])
-        a, b = (side - s) // 2, (psf.shape[0] - s) // 2
-        k[a:a + s, a:a + s] = psf[b:b + s, b:b + s]
-        k = np.kron(k / max(float(k.max()), 1e-12), np.ones((zoom, zoom), np.float32))
-        i, j = divmod(index, n)
-        canvas[i * (panel + 2) + 1:i * (panel + 2) + 1 + panel, j * (panel + 2) + 1:j * (panel + 2) + 1 + panel] = k
-    return canvas
+    psfs = torch.stack([resize_support(torch.as_tensor(np.asarray(k, dtype=np.float32)), side) for k in field])
+    return render_psfs(psfs.view(n, n, side, side), scale=zoom)
 
 
 def write_figure(path: Path, examples: list[dict[str, Any]], side: int = 220) -> None:

@@ -32,6 +32,7 @@ import torch
 
 from data.image_io import read_image, to_tensor, write_image
 from models import code_grid_size
+from models.psf_probe import render_psfs
 from transferring import DEFAULT_CONFIG, apply_code, extract_code, load_model, sample_codes
 from utils.config import load_config
 from utils.device import resolve_device
@@ -121,17 +122,6 @@ def transfer_figure(
     return grid(rows, panel)
 
 
-def psf_field_picture(psfs: np.ndarray, gap: int = 3) -> np.ndarray:
-    """PSFs of a code map (gh, gw, S, S) as one picture, each scaled to its maximum: H×W×3 in [0, 1]."""
-    gh, gw, size = psfs.shape[:3]
-    canvas = np.full((gh * (size + gap) - gap, gw * (size + gap) - gap, 3), 0.35, np.float32)
-    for i in range(gh):
-        for j in range(gw):
-            top, left = i * (size + gap), j * (size + gap)
-            canvas[top:top + size, left:left + size] = kernel_picture(psfs[i, j], size)
-    return canvas
-
-
 @torch.inference_mode()
 def sample_figure(kernel_space, target: np.ndarray, count: int, seed: int = 0, panel: int = 256) -> np.ndarray:
     """Novel blur (H×W×3 uint8 RGB): ``target`` (H×W×3 in [0, 1]) under ``count`` uniform codes of the
@@ -149,7 +139,7 @@ def sample_figure(kernel_space, target: np.ndarray, count: int, seed: int = 0, p
         blurred = apply_code(kernel_space, t, code[None]).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
         psfs = kernel_space.psf_of_code(code[None])[0].cpu().numpy()
         panels += [(f"varying sample {i + 1}", blurred), (f"its PSF field ({psfs.shape[0]}x{psfs.shape[1]})",
-                                                           psf_field_picture(psfs))]
+                                                           render_psfs(psfs, scale=1, gap=3))]
     return grid([[("target (sharp)", target)]] + [panels[i:i + 8] for i in range(0, len(panels), 8)], panel)
 
 
