@@ -29,12 +29,15 @@ from models import KernelSpace
 from models.code_prior import META_KEY, GaussianMixturePrior, fit_gaussian_mixture
 from utils.config import load_config
 from utils.errors import UserError, run_cli
+from utils.kernel_stats import ONE_STREAK, connected_share
 from utils.paths import model_path
 
 
-def fit_code_prior(model: KernelSpace, recipe: dict[str, Any], progress: bool = True) -> GaussianMixturePrior:
+def fit_code_prior(model: KernelSpace, recipe: dict[str, Any],
+                   progress: bool = True) -> tuple[GaussianMixturePrior, int]:
     """The :class:`GaussianMixturePrior` of ``model`` (psf type) for a ``configs/defaults/prior.yml``
-    recipe: codes (kernels, kernel_dim) of trajectory kernels, then EM."""
+    recipe, and how many kernels it was fitted to: codes (kernels, kernel_dim) of trajectory kernels
+    (with ``represented_only``, those that decode to one streak), then EM."""
     if model.generator_type != "psf":
         raise UserError("fitting a code prior needs a model of the psf generator type (it encodes PSFs)")
     size, frame = recipe["kernel_size"], model.psf_size
@@ -47,15 +50,34 @@ def fit_code_prior(model: KernelSpace, recipe: dict[str, Any], progress: bool = 
         raise UserError(f"kernels ({recipe['kernels']}) must be at least components ({recipe['components']}) >= 1, "
                         f"batch ({recipe['batch']}) >= 1")
     psfs = torch.from_numpy(trajectory_psfs(recipe["kernels"], size, frame, (low, high), recipe["seed"]))
+    codes, represented = encode_kernels(model, psfs, recipe["batch"], progress)
+    if recipe["represented_only"]:
+        codes = codes[represented]
+    if len(codes) < recipe["components"]:
+        raise UserError(f"only {len(codes)} of {recipe['kernels']} kernels decode to one connected streak "
+                        f"(represented_only), fewer than components ({recipe['components']}): draw more kernels "
+                        "or set represented_only=false")
+    prior = fit_gaussian_mixture(codes, recipe["components"], recipe["iterations"], recipe["seed"],
+                                 recipe["variance_floor"])
+    return prior, len(codes)
+
+
+def encode_kernels(model: KernelSpace, psfs: torch.Tensor, batch: int = 512,
+                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes of PSFs (N, S, S) in ``model``'s kernel space → (codes (N, kernel_dim), represented (N,) bool).
+
+    ``represented``: the code decodes to one connected streak, as every trajectory kernel is
+    (:func:`utils.kernel_stats.connected_share` ≥ ``ONE_STREAK``); False where the decoder renders the kernel
+    as specks or a broken loop, i.e. where the code is not a faithful image of the kernel."""
     device = next(model.parameters()).device
-    codes = []
+    codes, represented = [], []
     with torch.no_grad():
-        for start in tqdm(range(0, len(psfs), recipe["batch"]), desc="encoding kernels", unit="batch",
-                          disable=not progress):
-            batch = psfs[start:start + recipe["batch"], None, None].to(device)
-            codes.append(model.code_of_psf(batch)[:, :, 0, 0].cpu())
-    return fit_gaussian_mixture(torch.cat(codes), recipe["components"], recipe["iterations"], recipe["seed"],
-                                recipe["variance_floor"])
+        for start in tqdm(range(0, len(psfs), batch), desc="encoding kernels", unit="batch", disable=not progress):
+            code = model.code_of_psf(psfs[start:start + batch, None, None].to(device))
+            decoded = model.psf_of_code(code)[:, 0, 0].double().cpu()
+            codes.append(code[:, :, 0, 0].cpu())
+            represented.extend(connected_share(k) >= ONE_STREAK for k in decoded)
+    return torch.cat(codes), torch.tensor(represented, dtype=torch.bool)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,12 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     recipe = load_config(None, "prior", args.set)
     model = KernelSpace.load(str(model_path(args.model)), args.device).eval()
     start = time.time()
-    prior = fit_code_prior(model, recipe)
+    prior, fitted = fit_code_prior(model, recipe)
     seconds = time.time() - start
-    meta = {META_KEY: prior.to_meta(), "code_prior_recipe": {**recipe, "seconds": round(seconds, 1)}}
+    meta = {META_KEY: prior.to_meta(),
+            "code_prior_recipe": {**recipe, "fitted_kernels": fitted, "seconds": round(seconds, 1)}}
     model.cpu().save(args.output, meta=meta, half=args.half)
-    print(f"fitted {recipe['components']} components to {recipe['kernels']} codes in {seconds:.0f} s; "
-          f"wrote {args.output}")
+    print(f"fitted {recipe['components']} components to the codes of {fitted} of {recipe['kernels']} kernels "
+          f"in {seconds:.0f} s; wrote {args.output}")
     return 0
 
 

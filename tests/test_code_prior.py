@@ -210,3 +210,33 @@ def test_augment_from_the_prior_blurs_each_target_with_its_seeded_code(model_wit
         code = transferring.sample_codes(model, (1, 1), 1, record["prior_seed"])
         expected = transferring.apply_code(model, target, code).clamp(0, 1)[0]
         np.testing.assert_allclose(dataset[i]["blur"].numpy(), expected.numpy(), atol=0.5 / 255 + 1e-5)
+
+
+def test_fit_keeps_only_the_codes_that_decode_to_one_streak(model_with_prior):
+    plain = KernelSpace.load(model_with_prior.replace("prior.pth", "plain.pth"))
+    psfs = torch.from_numpy(trajectory_psfs(48, 11, 15, (0.3, 1.0), seed=0))  # the fixture's recipe
+    codes, represented = fit_code_prior.encode_kernels(plain, psfs, batch=16, progress=False)
+    assert codes.shape == (48, 16) and represented.dtype == torch.bool
+    with torch.no_grad():
+        decoded = plain.psf_of_code(codes[:, :, None, None])[:, 0, 0]
+    assert represented.tolist() == [connected_share(k) >= 0.75 for k in decoded]
+    recipe = KernelSpace.load(model_with_prior).meta["code_prior_recipe"]
+    assert recipe["represented_only"] and recipe["fitted_kernels"] == int(represented.sum())
+
+
+def test_codes_that_do_not_decode_to_one_streak_are_left_out_of_the_fit(model_with_prior, monkeypatch):
+    codes, centres = two_clusters(n=200)
+    represented = (codes - centres[0]).norm(dim=1) < (codes - centres[1]).norm(dim=1)  # the other: specks
+    codes = torch.cat([codes, torch.zeros(200, 13, dtype=torch.float64)], dim=1).float()
+    monkeypatch.setattr(fit_code_prior, "encode_kernels", lambda *a, **k: (codes, represented))
+    model = KernelSpace.load(model_with_prior)
+    recipe = {"kernels": 200, "kernel_size": 11, "intensity": [0.3, 1.0], "components": 2, "iterations": 10,
+              "variance_floor": 1e-3, "seed": 0, "represented_only": True, "batch": 16}
+    prior, fitted = fit_code_prior.fit_code_prior(model, recipe, progress=False)
+    assert fitted == int(represented.sum()) and 0 < fitted < 200
+    kept, left_out = codes[represented].double().mean(0), codes[~represented].double().mean(0)
+    assert (prior.means - kept).norm(dim=1).max() < (left_out - kept).norm() / 4
+    everything, fitted = fit_code_prior.fit_code_prior(model, {**recipe, "represented_only": False}, progress=False)
+    assert fitted == 200
+    with pytest.raises(UserError, match="represented_only"):
+        fit_code_prior.fit_code_prior(model, {**recipe, "components": 150}, progress=False)

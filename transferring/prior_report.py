@@ -36,7 +36,7 @@ from models.psf_probe import render_psfs
 from transferring.blur import code_prior
 from utils.errors import UserError
 from utils.fileio import atomic_write
-from utils.kernel_stats import best_matches, connected_share, mean_pairwise_similarity
+from utils.kernel_stats import ONE_STREAK, best_matches, connected_share, mean_pairwise_similarity
 from utils.paths import REPO_ROOT
 
 LEVIN_KERNELS = REPO_ROOT.parent / "shared" / "benchmarks" / "levin" / "gt"
@@ -88,7 +88,7 @@ def prior_report(model: KernelSpace, count: int = 256, seed: int = 0,
         start = time.time()
         psf = model.psf_of_code(codes[:, :, None, None].to(device))[:, 0, 0].double().cpu().numpy()
         figures = {
-            "connected": float(np.mean([connected_share(k) >= 0.75 for k in psf])),
+            "connected": float(np.mean([connected_share(k) >= ONE_STREAK for k in psf])),
             "pairwise": mean_pairwise_similarity(psf),
             "match_generated": float(best_matches(psf, held_out).mean()),
         }

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import torch
 
+ONE_STREAK = 0.75  # a connected_share at least this: the PSF is one stroke, as camera shake is
+
 
 def connected_share(psf: np.ndarray | torch.Tensor, floor: float = 0.05) -> float:
     """A PSF (h, w), non-negative → the share of its mass in its largest 8-connected piece of the
