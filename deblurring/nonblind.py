@@ -321,7 +321,7 @@ def deconvolve(
         if second_order > 0:
             soft = [hyper_laplacian_shrink(d, beta, 1.0) for d in second_differences(x)]
             shrunk = shrunk + second_order * adjoint_second_differences(*soft)
-        spectrum = (numerator + beta * torch.fft.rfft2(shrunk)) / (kernel_energy + beta * grad_energy)
+        spectrum = (numerator + beta * torch.fft.rfft2(shrunk)) * (kernel_energy + beta * grad_energy).reciprocal()
         x = torch.fft.irfft2(spectrum, s=size)
         beta *= beta_rate
     x = x[..., margin:margin + h, margin:margin + w]

@@ -190,7 +190,7 @@ def least_squares_kernel(
     if prior is not None:
         frame = F.pad(prior.float(), (0, max(0, w - size), 0, max(0, h - size)))[..., :h, :w]
         num = num + reg * energy * torch.fft.rfft2(torch.roll(frame, shifts=(-r, -r), dims=(-2, -1)))
-    kernel = torch.fft.irfft2(num / (den + reg * energy + 1e-12), s=(h, w))
+    kernel = torch.fft.irfft2(num * (den + reg * energy + 1e-12).reciprocal(), s=(h, w))
     kernel = torch.roll(kernel, shifts=(r, r), dims=(-2, -1))
     if h < size or w < size:  # tiny images: the kernel is cut to what the image holds
         kernel = F.pad(kernel, (0, max(0, size - w), 0, max(0, size - h)))
