@@ -376,11 +376,21 @@ def deconvolve_tiled(blurry: torch.Tensor, psf: torch.Tensor, tile: int | None, 
     clipped = knobs.pop("clipped", None)
     out = torch.zeros_like(blurry, dtype=torch.float32)
     reach = TILE_REACH * s
-    for top, bottom, wy in tile_spans(h, tile, reach):
-        for left, right, wx in tile_spans(w, tile, reach):
-            window = (..., slice(top, bottom), slice(left, right))
-            part = deconvolve(blurry[window], psf, clipped=None if clipped is None else clipped[window], **knobs)
-            out[window] += (wy[:, None] * wx[None, :]).to(out) * part.float()
+    tiles = [((..., slice(top, bottom), slice(left, right)), wy[:, None] * wx[None, :])
+             for top, bottom, wy in tile_spans(h, tile, reach) for left, right, wx in tile_spans(w, tile, reach)]
+    jobs = [(window, c) for window, _ in tiles for c in range(blurry.shape[1])]
+
+    def channel_of_tile(job: tuple[tuple, int]) -> torch.Tensor:  # what deconvolve does per channel
+        window, c = job
+        kernel = psf[:, c:c + 1] if psf.dim() == 4 and psf.shape[1] > 1 else psf
+        return deconvolve(blurry[window][:, c:c + 1], kernel, **knobs,
+                          clipped=None if clipped is None else clipped[window][:, c:c + 1])
+
+    # every (tile, channel) on the pool at once: 3 channels of one tile at a time kept one of 2 threads idle
+    parts = iter(parallel_map(channel_of_tile, jobs))
+    for window, weight in tiles:
+        part = torch.cat([next(parts) for _ in range(blurry.shape[1])], dim=1)
+        out[window] += weight.to(out) * part.float()
     return out.clamp(0, 1)
 
 
