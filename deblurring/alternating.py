@@ -468,8 +468,13 @@ def gradual(keep: torch.Tensor, size: int) -> torch.Tensor:
     lit case of ``test_clipped_lights_do_not_move_the_kernel``, 8 seeds: the lit kernel's NCC with the
     true one 0.818 → 0.844 on average, with the unlit estimate ≥ 0.9 on 6 seeds instead of 4."""
     pad = size // 2
-    eroded = -F.max_pool2d(-F.pad(keep[None, None], (pad,) * 4, value=1.0), size, 1)  # holes grown by size / 2
-    return F.avg_pool2d(F.pad(eroded, (pad,) * 4, mode="replicate"), size, 1)[0, 0]  # then a ramp of size
+    holes = F.pad(-keep[None, None], (pad,) * 4, value=-1.0)
+    eroded = -F.max_pool2d(F.max_pool2d(holes, (size, 1), 1), (1, size), 1)  # holes grown by size / 2
+    # then a ramp of size: the square's mean of a 0/1 map, as two 1-D passes of exact integer sums
+    # (the same bits as one square average pool, ~20× faster at 101 px)
+    ramp = F.pad(eroded, (pad,) * 4, mode="replicate")
+    sums = F.avg_pool2d(F.avg_pool2d(ramp, (1, size), 1, divisor_override=1), (size, 1), 1, divisor_override=1)
+    return (sums / (size * size))[0, 0]
 
 
 def estimate_kernel(
