@@ -251,6 +251,12 @@ def fill_saturated(data: torch.Tensor, reblurred: torch.Tensor, saturated: torch
     return torch.where(saturated, torch.maximum(reblurred, data), data)
 
 
+def _channel_psf(psf: torch.Tensor, c: int) -> torch.Tensor:
+    """The PSF of channel ``c`` of a :func:`deconvolve` problem: ``psf`` (S, S) or (B or 1, 1 or C, S, S)
+    → its channel ``c`` where it has one per channel, else ``psf`` as it is."""
+    return psf[:, c:c + 1] if psf.dim() == 4 and psf.shape[1] > 1 else psf
+
+
 def deconvolve(
     blurry: torch.Tensor,  # (B, C, H, W), values in [0, 1]
     psf: torch.Tensor,  # (S, S), or (B or 1, 1 or C, S, S)
@@ -293,7 +299,7 @@ def deconvolve(
                      margin=margin, fill_border=fill_border, clamp=clamp, second_order=second_order)
 
         def channel(i: int) -> torch.Tensor:
-            return deconvolve(blurry[:, i:i + 1], psf[:, i:i + 1] if psf.shape[1] > 1 else psf, **knobs,
+            return deconvolve(blurry[:, i:i + 1], _channel_psf(psf, i), **knobs,
                               clipped=None if clipped is None else clipped[:, i:i + 1])
 
         return torch.cat(parallel_map(channel, range(c)), dim=1)
@@ -382,8 +388,7 @@ def deconvolve_tiled(blurry: torch.Tensor, psf: torch.Tensor, tile: int | None, 
 
     def channel_of_tile(job: tuple[tuple, int]) -> torch.Tensor:  # what deconvolve does per channel
         window, c = job
-        kernel = psf[:, c:c + 1] if psf.dim() == 4 and psf.shape[1] > 1 else psf
-        return deconvolve(blurry[window][:, c:c + 1], kernel, **knobs,
+        return deconvolve(blurry[window][:, c:c + 1], _channel_psf(psf, c), **knobs,
                           clipped=None if clipped is None else clipped[window][:, c:c + 1])
 
     # every (tile, channel) on the pool at once: 3 channels of one tile at a time kept one of 2 threads idle
