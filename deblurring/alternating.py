@@ -425,6 +425,21 @@ def support_radius(kernel: torch.Tensor) -> int:
     return int(max((rows - s // 2).abs().max(), (cols - s // 2).abs().max()))
 
 
+def no_blur_margin(kernel: torch.Tensor, gain: float, large_gain: float, large_support: Sequence[int],
+                   floor: float = 0.05) -> float:
+    """The share by which a found PSF (S, S) must explain the image better than no blur (lower L0
+    energy) to be kept → a number: ``gain`` where the PSF's support (the centred square holding its
+    values above ``floor`` × its peak) is at most ``large_support[0]`` px on a side, ``large_gain`` from
+    ``large_support[1]`` px, linear between. The sparse energy favours the blurry answer more the
+    longer the blur (a long blur removes more of the image's edges), while the spurious PSFs the search
+    finds on sharp photos are small (≤ 11 px on six 640² photos); so a small PSF needs a clear win over no
+    blur and a long one does not."""
+    side = 2 * support_radius(kernel * (kernel > floor * kernel.max())) + 1
+    low, high = large_support
+    t = min(1.0, max(0.0, (side - low) / max(high - low, 1)))
+    return float(gain + t * (large_gain - gain))
+
+
 def follow_support(kernel: torch.Tensor, factor: float, limit: int, growth: float = 1.25, slack: int = 2) -> int:
     """The kernel window of the next pyramid level: the support of ``kernel`` (S, S) magnified by
     ``factor``, grown by ``growth`` and ``slack`` px so the PSF can still extend, as an odd side
@@ -757,7 +772,7 @@ def search_kernel(
     estimate_for: Callable[..., torch.Tensor],
     polish: Polish,
     select_weight: float,
-    support_gain: float,
+    support_gain: Callable[[torch.Tensor], float],
     report: Callable[[dict[str, Any]], None],
     verbose: bool = False,
 ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
@@ -768,8 +783,8 @@ def search_kernel(
     (:func:`size_limit`; the support grows into it only as far as the blur needs, :func:`follow_support`).
     Every candidate runs under every kernel threshold (:func:`_best_candidates`), each threshold's
     winner is polished, and the PSF of least :func:`l0_energy` wins. Last, the no-blur check: where a
-    delta's L0 energy is within ``support_gain`` of that PSF's on ``gray`` and (if it is prefiltered)
-    on ``image`` as well, the delta (3, 3) is returned."""
+    delta's L0 energy is within ``support_gain(PSF)`` (a share, :func:`no_blur_margin`) of that PSF's on
+    ``gray`` and (if it is prefiltered) on ``image`` as well, the delta (3, 3) is returned."""
     prefilter = polish.prefilter
     best: tuple[float, torch.Tensor, Callable[..., Any]] | None = None
     estimates = [partial(estimate_for, psf_size=size, kernel_threshold=t) for t in thresholds]
@@ -786,11 +801,12 @@ def search_kernel(
     found = l0_energy(gray, kernel, select_weight, clipped=clipped, crop=size // 2, prefilter=prefilter, reach=size)
     report({"size_limit": size, "energy": found, "psf_size": kernel.shape[-1]})
     delta = resize_support(torch.ones(1, 1), kernel.shape[-1])  # the same pixels counted as for the PSF
+    margin = support_gain(kernel)
 
     def no_blur_explains(window: torch.Tensor, sigma: float, energy: float) -> bool:
         plain = l0_energy(window, delta, select_weight, clipped=clipped, crop=size // 2, prefilter=sigma, reach=size)
-        report({"no_blur_energy": plain, "energy": energy, "prefilter": sigma})
-        return plain <= energy * (1 + support_gain)
+        report({"no_blur_energy": plain, "energy": energy, "prefilter": sigma, "margin": margin})
+        return plain <= energy * (1 + margin)
 
     # the no-blur check: on the window as the PSF was chosen and, if that was prefiltered, without the prefilter
     if no_blur_explains(gray, prefilter, found) and (prefilter == 0 or no_blur_explains(
@@ -857,9 +873,11 @@ def deblur_alternating(
         l0_min=o.l0_min, l0_beta_max=o.l0_beta_max, kernel_reg=o.kernel_reg, kernel_min_mass=o.kernel_min_mass,
         edge_select=o.edge_select, edge_window=o.edge_window, project=project, report=report)
     polishing = Polish(o.polish, o.polish_reg, denoise, o.kernel_min_mass, prefilter, polish_knobs)
+    margin = partial(no_blur_margin, gain=o.support_gain, large_gain=o.large_support_gain,
+                     large_support=o.large_support)
     size = size_limit(window.limit, o.support_start, o.support_step, min(y_window.shape[-2:]) // SUPPORT_REACH)
     kernel, estimate = search_kernel(gray, y_window, clipped, size, o.candidates, thresholds, estimate_for,
-                                     polishing, o.select_weight, o.support_gain, report, progress is True)
+                                     polishing, o.select_weight, margin, report, progress is True)
 
     if o.refine_rounds and not denoise:  # the PSF re-fitted on its support alone (thinner streaks); not on
         # noisy inputs, where the fit without a Tikhonov pull follows the noise (σ = 0.01 photos: −0.1 dB)

@@ -35,6 +35,8 @@ class AlternatingOptions:
     support_start: int
     support_step: float
     support_gain: float
+    large_support_gain: float
+    large_support: Sequence[int]
     candidates: Sequence[Sequence[float]]  # [min_kernel, l0_weight(, scale_ratio)] per run
     select_weight: float
     scale_ratio: float
@@ -86,6 +88,12 @@ class AlternatingOptions:
             fail("support_step", "> 1")
         if not 0 <= self.support_gain < 1:
             fail("support_gain", "in [0, 1)")
+        if not _number(self.large_support_gain) or not -1 < self.large_support_gain < 1:
+            fail("large_support_gain", "a number in (-1, 1)")
+        sides = self.large_support
+        if not isinstance(sides, (list, tuple)) or len(sides) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sides) or sides[0] >= sides[1]:
+            fail("large_support", "[low, high]: two integers with 1 <= low < high (px)")
         if not self.candidates or any(
             not isinstance(c, (list, tuple)) or len(c) not in (2, 3) or not all(_number(v) for v in c)
             for c in self.candidates

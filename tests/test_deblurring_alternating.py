@@ -20,6 +20,7 @@ from deblurring.alternating import (
     deblur_alternating,
     gradual,
     l0_energy,
+    no_blur_margin,
     resize_support,
 )
 from deblurring.nonblind import (
@@ -336,6 +337,24 @@ def test_alternating_knobs_are_the_schema_section():
         AlternatingOptions.from_knobs({"psf_sise": 31})
     with pytest.raises(UserError, match="'alternating.psf_size' must be odd and >= 3, got 30"):
         deblur_alternating(torch.rand(1, 1, 64, 64), psf_size=30)
+
+
+def test_no_blur_margin_falls_from_small_to_long_psfs():
+    """A small PSF must beat no blur by ``gain``, a long one by ``large_gain`` (here: may lose by 5 %),
+    linear in the support's side between; values under 5 % of the peak are not support."""
+    def streak(half: int, tail: float = 0.0) -> torch.Tensor:
+        k = torch.zeros(41, 41)
+        k[20] = tail
+        k[20, 20 - half:21 + half] = 1.0
+        return k / k.sum()
+
+    margin = {"gain": 0.02, "large_gain": -0.05, "large_support": (15, 41)}
+    assert no_blur_margin(streak(1), **margin) == pytest.approx(0.02)  # 3 px
+    assert no_blur_margin(streak(1, tail=0.01), **margin) == pytest.approx(0.02)  # a faint tail is no support
+    assert no_blur_margin(streak(10), **margin) == pytest.approx(0.02 - 0.07 * 6 / 26)  # 21 px
+    assert no_blur_margin(streak(20), **margin) == pytest.approx(-0.05)  # 41 px
+    with pytest.raises(UserError, match="'alternating.large_support' must be \\[low, high\\]"):
+        deblur_alternating(torch.rand(1, 1, 64, 64), large_support=[41, 15])
 
 
 def test_a_sharp_noisy_photo_is_denoised_not_sharpened():
