@@ -63,11 +63,11 @@ def make_case(name: str, size: int, kernel_size: int, clip: float, rng: np.rando
 
 
 def support_side(psf: np.ndarray, floor: float = 0.05) -> int:
-    """Side of the smallest centred square holding a PSF's values above ``floor`` × its peak."""
-    from deblurring.alternating import support_radius
+    """Side of the smallest centred square holding a PSF's values above ``floor`` × its peak
+    (:func:`deblurring.alternating.support_side` of a NumPy PSF)."""
+    from deblurring.alternating import support_side as side_of
 
-    k = torch.from_numpy(np.asarray(psf, dtype=np.float32))
-    return 2 * support_radius(k * (k > floor * k.max())) + 1
+    return side_of(torch.from_numpy(np.asarray(psf, dtype=np.float32)), floor)
 
 
 def true_kernel_step(cfg: dict[str, Any]):

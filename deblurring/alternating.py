@@ -425,6 +425,11 @@ def support_radius(kernel: torch.Tensor) -> int:
     return int(max((rows - s // 2).abs().max(), (cols - s // 2).abs().max()))
 
 
+def support_side(kernel: torch.Tensor, floor: float = 0.05) -> int:
+    """Side of the smallest centred square holding the values of an (S, S) PSF above ``floor`` × its peak."""
+    return 2 * support_radius(kernel * (kernel > floor * kernel.max())) + 1
+
+
 def no_blur_margin(kernel: torch.Tensor, gain: float, large_gain: float, large_support: Sequence[int],
                    floor: float = 0.05) -> float:
     """The share by which a found PSF (S, S) must explain the image better than no blur (lower L0
@@ -434,7 +439,7 @@ def no_blur_margin(kernel: torch.Tensor, gain: float, large_gain: float, large_s
     longer the blur (a long blur removes more of the image's edges), while the spurious PSFs the search
     finds on sharp photos are small (≤ 11 px on six 640² photos); so a small PSF needs a clear win over no
     blur and a long one does not."""
-    side = 2 * support_radius(kernel * (kernel > floor * kernel.max())) + 1
+    side = support_side(kernel, floor)
     low, high = large_support
     t = min(1.0, max(0.0, (side - low) / max(high - low, 1)))
     return float(gain + t * (large_gain - gain))
@@ -772,7 +777,7 @@ def search_kernel(
     estimate_for: Callable[..., torch.Tensor],
     polish: Polish,
     select_weight: float,
-    support_gain: Callable[[torch.Tensor], float],
+    margin_of: Callable[[torch.Tensor], float],
     report: Callable[[dict[str, Any]], None],
     verbose: bool = False,
 ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
@@ -783,7 +788,7 @@ def search_kernel(
     (:func:`size_limit`; the support grows into it only as far as the blur needs, :func:`follow_support`).
     Every candidate runs under every kernel threshold (:func:`_best_candidates`), each threshold's
     winner is polished, and the PSF of least :func:`l0_energy` wins. Last, the no-blur check: where a
-    delta's L0 energy is within ``support_gain(PSF)`` (a share, :func:`no_blur_margin`) of that PSF's on
+    delta's L0 energy is within ``margin_of(PSF)`` (a share, :func:`no_blur_margin`) of that PSF's on
     ``gray`` and (if it is prefiltered) on ``image`` as well, the delta (3, 3) is returned."""
     prefilter = polish.prefilter
     best: tuple[float, torch.Tensor, Callable[..., Any]] | None = None
@@ -801,7 +806,7 @@ def search_kernel(
     found = l0_energy(gray, kernel, select_weight, clipped=clipped, crop=size // 2, prefilter=prefilter, reach=size)
     report({"size_limit": size, "energy": found, "psf_size": kernel.shape[-1]})
     delta = resize_support(torch.ones(1, 1), kernel.shape[-1])  # the same pixels counted as for the PSF
-    margin = support_gain(kernel)
+    margin = margin_of(kernel)
 
     def no_blur_explains(window: torch.Tensor, sigma: float, energy: float) -> bool:
         plain = l0_energy(window, delta, select_weight, clipped=clipped, crop=size // 2, prefilter=sigma, reach=size)
